@@ -1,0 +1,65 @@
+"""The `callmark` command line: a thin, lazily loaded click layer over the library.
+
+Each command lives in its own module and is imported only when it runs, so `callmark numbers …`
+never pays for TensorFlow or Flask.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> (module, attribute, one-line help shown by `callmark --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "numbers": ("tools.commands.numbers", "command", "Normalise caller strings to number keys and facts."),
+    "simulate": ("tools.simulate", "command", "Simulate a crowd: callers, calls, tags, ground truth."),
+    "consensus": ("tools.commands.consensus", "command", "Turn tag events into calibrated labels."),
+    "pack": ("tools.commands.pack", "command", "Build, diff, apply and inspect label packs."),
+    "teacher": ("tools.commands.model", "COMMANDS:teacher", "Fit and score the call-behaviour teacher."),
+    "model": ("tools.commands.model", "COMMANDS:model", "Train and evaluate the on-device student model."),
+    "build": ("tools.commands.build", "command", "Build a whole release: consensus → models → packs → deltas."),
+    "publish": ("tools.commands.release", "COMMANDS:publish", "Sign and publish a built release to exports/."),
+    "promote": ("tools.commands.release", "COMMANDS:promote", "Promote a channel's release (e.g. beta → stable)."),
+    "rollback": ("tools.commands.release", "COMMANDS:rollback", "Roll a channel back to an earlier release."),
+    "verify": ("tools.commands.release", "COMMANDS:verify", "Verify an exports/ tree from the root of trust."),
+    "history": ("tools.commands.release", "COMMANDS:history", "Show the release history."),
+    "keys": ("tools.commands.release", "COMMANDS:keys", "Create and rotate signing keys."),
+    "serve": ("tools.commands.serve", "command", "Run the HTTP server (gunicorn, loopback by default)."),
+    "handset": ("tools.handset", "command", "The reference handset client: sync, label, tag, replay."),
+    "demo": ("tools.demo", "command", "The main job end to end on embedded defaults."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module_name, attr, _ = COMMANDS[name]
+        module = importlib.import_module(module_name)
+        if ":" in attr:
+            table, key = attr.split(":")
+            return getattr(module, table)[key]
+        return getattr(module, attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="callmark")
+def main():
+    """callmark: caller-ID labels from crowd reports, signed packs, an on-device model, a sync server.
+
+    Example: callmark numbers normalize "+86 138-1234-5678" 95588 --json
+    """
+
+
+if __name__ == "__main__":
+    main()
