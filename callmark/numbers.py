@@ -17,7 +17,10 @@ from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import PhoneNumberType, carrier, geocoder, shortnumberinfo
+from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import NumberParseException, ValidationResult
+# The one private helper used: classifying against one region's metadata without re-searching regions.
+from phonenumbers.phonenumberutil import _number_type_helper
 
 SHORT_KEY_BASE = 10**16  # short service numbers: SHORT_KEY_BASE + cc * 10**10 + int("1" + digits)
 _SHORT_CC_SCALE = 10**10
@@ -199,11 +202,8 @@ def _short(text: str, cc: int, digits: str, region: str | None) -> NumberFacts:
 def _facts(text: str, number: phonenumbers.PhoneNumber) -> NumberFacts:
     cc = number.country_code
     nsn = phonenumbers.national_significant_number(number)
-    region = phonenumbers.region_code_for_number(number)
-    if region in (None, "ZZ"):
-        region = phonenumbers.region_code_for_country_code(cc)
-        region = None if region == "ZZ" else region
-    if not phonenumbers.is_valid_number(number):
+    region, kind = _region_and_type(number, nsn)
+    if kind is None:
         if len(nsn) <= MAX_SHORT_DIGITS and (
                 shortnumberinfo.is_valid_short_number(number)
                 or (cc == 86 and _CN_SHORT.match(nsn))):
@@ -218,19 +218,43 @@ def _facts(text: str, number: phonenumbers.PhoneNumber) -> NumberFacts:
                           region=region, country_code=cc)
     if len(nsn) + len(str(cc)) > 15:  # E.164 caps numbers at 15 digits; keys rely on it
         return _irregular(text, "too_long", region=region, country_code=cc)
-    kind = _TYPE_NAMES.get(phonenumbers.number_type(number), "unknown")
     carrier_name = province = city = None
     if cc == 86 and kind == "mobile":
         kind, carrier_name, province, city = _cn_mobile(nsn)
     elif cc == 86 and kind == "fixed_line":
         province, city = _cn_fixed_place(number)
     else:
-        carrier_name = carrier.name_for_number(number, "en") or None
-        if kind in ("fixed_line", "fixed_line_or_mobile"):
-            city = geocoder.description_for_number(number, "en") or None
+        if kind in ("mobile", "fixed_line_or_mobile", "pager"):
+            carrier_name = carrier.name_for_valid_number(number, "en") or None
+        if kind == "fixed_line":
+            city = geocoder.description_for_valid_number(number, "en") or None
     return NumberFacts(input=text, key=int(f"{cc}{nsn}"), e164=f"+{cc}{nsn}", region=region,
                        country_code=cc, type=kind, carrier=carrier_name, province=province,
                        city=city, valid=True, irregular=None)
+
+
+def _region_and_type(number: phonenumbers.PhoneNumber, nsn: str) -> tuple[str | None, str | None]:
+    """The number's region and type name, or (region, None) when it is not valid.
+
+    One pass over the numbering plan: `is_valid_number` and `number_type` would each repeat the
+    region search, which dominates the cost for shared country codes such as +1.
+    """
+    cc = number.country_code
+    regions = phonenumbers.region_codes_for_country_code(cc)
+    candidates = regions if len(regions) > 1 else regions or ()
+    for region in candidates:
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+        if metadata is None:
+            continue
+        if len(candidates) > 1 and metadata.leading_digits is not None:
+            if not re.match(metadata.leading_digits, nsn):
+                continue
+        ntype = _number_type_helper(nsn, metadata)
+        if ntype != PhoneNumberType.UNKNOWN:
+            return (None if region == "001" else region), _TYPE_NAMES.get(ntype, "unknown")
+    if len(candidates) == 1:
+        return (None if candidates[0] == "001" else candidates[0]), None
+    return (candidates[0] if candidates and candidates[0] != "001" else None), None
 
 
 def _reads_back(digits: str, cc: int, nsn: str) -> bool:
