@@ -1,0 +1,42 @@
+"""`callmark build`: one whole release from tags and call records (see trainer/pipeline.py)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("build")
+@click.option("--tags", default=None, help="Tag events file (CSV/JSONL). Default: the server store.")
+@click.option("--data-dir", default="var", show_default=True, help="The server store (CALLMARK_DATA_DIR).")
+@click.option("--calls", default=None, help="Call records (calls.csv) for the teacher and the student.")
+@click.option("--verified", default=None, help="Extra verified businesses file (number,company).")
+@click.option("--appeals", default=None, help="Extra appeals file (number,categories,filed_ts,accepted).")
+@click.option("--recycled", default=None, help="Reissued numbers file (number,reissued_ts).")
+@click.option("--as-of", default=None, help="Evidence cut-off, ISO-8601 or epoch seconds.")
+@click.option("--out", default="var/builds", show_default=True, help="Parent of the build directories.")
+@click.option("--version", type=int, default=None, help="Build version (default: newest + 1).")
+@click.option("--region", default="CN", show_default=True)
+@click.option("--published-model", default=None, help="Published model dir, for the release gate.")
+@click.option("--no-student", is_flag=True, help="Skip training the on-device model.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="JSON with BuildConfig fields (consensus/packs/model_labels overrides).")
+def command(tags, data_dir, calls, verified, appeals, recycled, as_of, out, version, region,
+            published_model, no_student, config_file):
+    """Build a release: consensus → teacher → student → packs → deltas → evaluation.
+
+    Example: callmark build --tags sim/tags.jsonl --calls sim/calls.csv --verified sim/verified.csv
+    """
+    from trainer.pipeline import BuildConfig, BuildError, build
+
+    extra = json.loads(open(config_file).read()) if config_file else {}
+    try:
+        cfg = BuildConfig(**dict(extra, tags=tags, data_dir=data_dir, calls=calls, verified=verified,
+                                 appeals=appeals, recycled=recycled, as_of=as_of, out=out,
+                                 version=version, region=region, published_model=published_model,
+                                 student=not no_student))
+        result = build(cfg)
+    except (BuildError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"build_dir": result.build_dir, "version": result.version,
+                           **result.stats}, default=str))

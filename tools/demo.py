@@ -1,0 +1,307 @@
+"""`callmark demo` (`make demo`): the main job end to end on embedded defaults.
+
+Day 1: simulate a crowd, upload its tags through the real server API, build, sign and publish a
+release, sync a handset, label a day of simulated calls. Day 2: new tags, a new release, a delta
+sync, the next day's calls. Prints a summary table and where the evaluation report is.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+import requests
+from tqdm import tqdm
+
+from callmark.manifest import utcnow  # noqa: F401  (the client contract must import cleanly)
+
+
+@dataclass
+class DemoConfig:
+    """Sizes and places of the demo. Defaults finish in a few minutes on 2 cores."""
+
+    workdir: str = "var/demo"  # per-run state (wiped at start): simulation, store, builds, handset
+    exports: str = "exports"  # published artefacts (kept; versions go on across runs)
+    keys: str = "var/keys"  # signing keys (kept: the exports' root of trust)
+    days: int = 9  # simulated days; the last two are "day 1" and "day 2" of the demo
+    users: int = 1500  # handset users who may tag
+    seed: int = 7
+    calls_per_day: int | None = None  # None: the simulator's default for `users`
+    channel: str = "stable"
+    port: int = 0  # 0: a free loopback port
+    student: bool = True
+    steps: list = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ data
+
+def day_start(meta: dict, day: int) -> datetime:
+    """UTC start of simulated day index `day`."""
+    start = datetime.fromisoformat(meta["config"]["start"].replace("Z", "+00:00"))
+    return start + timedelta(days=day)
+
+
+def split_tags(tags_jsonl: Path, cut: datetime, after: datetime | None) -> list[dict]:
+    """Tag events with after <= ts < cut."""
+    out = []
+    with open(tags_jsonl, encoding="utf-8") as f:
+        for line in f:
+            ev = json.loads(line)
+            ts = datetime.fromisoformat(ev["ts"].replace("Z", "+00:00"))
+            if ts < cut and (after is None or ts >= after):
+                out.append(ev)
+    return out
+
+
+def split_calls(calls_csv: Path, start: datetime | None, end: datetime, out: Path) -> Path:
+    """Write the call records with start <= time < end to `out`."""
+    lo = start.strftime("%Y-%m-%dT%H:%M:%SZ") if start else ""
+    hi = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(calls_csv, newline="") as src, open(out, "w", newline="") as dst:
+        reader = csv.reader(src)
+        writer = csv.writer(dst)
+        header = next(reader)
+        writer.writerow(header)
+        col = header.index("start")
+        for row in reader:
+            if lo <= row[col] < hi:
+                writer.writerow(row)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ server
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real `callmark serve` (gunicorn) on loopback for the demo's lifetime."""
+
+    def __init__(self, data_dir: Path, exports: Path, port: int, admin_key: str):
+        self.url = f"http://127.0.0.1:{port}"
+        self.admin_key = admin_key
+        env = dict(os.environ, CALLMARK_DATA_DIR=str(data_dir), CALLMARK_EXPORTS_DIR=str(exports),
+                   CALLMARK_ADMIN_KEY=admin_key, CALLMARK_DEVICES_LIMIT_IP="100000/hour",
+                   CALLMARK_TAGS_LIMIT_DEVICE="10000/minute", CALLMARK_TAGS_LIMIT_IP="100000/minute",
+                   CALLMARK_SYNC_MIN_WAIT_S="0", CALLMARK_SYNC_JITTER_S="0",
+                   CALLMARK_RELEASE_COMMAND=f"{sys.executable} -m tools.cli")
+        self.log = open(data_dir / "server.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--port", str(port)],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise click.ClickException(f"the server exited; see {data_dir / 'server.log'}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise click.ClickException(f"the server did not come up in 60 s; see {data_dir / 'server.log'}")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def upload_tags(server: Server, events: list[dict], tokens: dict[str, str]) -> dict:
+    """Register a device per reporter and upload its tags in batches, as phones do."""
+    by_reporter: dict[str, list[dict]] = {}
+    for ev in events:
+        by_reporter.setdefault(ev["reporter"], []).append(ev)
+    http = requests.Session()
+    counts = {"accepted": 0, "duplicates": 0, "devices": 0}
+    for reporter, evs in tqdm(sorted(by_reporter.items()), desc="upload tags", unit="device",
+                              mininterval=1.0):
+        if reporter not in tokens:
+            r = http.post(server.url + "/v1/devices", json={"device_id": reporter, "platform": "demo"})
+            r.raise_for_status()
+            tokens[reporter] = r.json()["token"]
+            counts["devices"] += 1
+        for i in range(0, len(evs), 500):
+            batch = [{k: v for k, v in ev.items() if k != "reporter"} for ev in evs[i:i + 500]]
+            r = http.post(server.url + "/v1/tags", json={"events": batch},
+                          headers={"Authorization": f"Bearer {tokens[reporter]}"})
+            if r.status_code != 200:
+                raise click.ClickException(f"tag upload refused ({r.status_code}): {r.text[:300]}")
+            body = r.json()
+            for k in ("accepted", "duplicates"):
+                counts[k] += int(body.get(k, 0))
+    return counts
+
+
+def load_lookup_labels(server: Server, labels_csv: str, version: int) -> int:
+    """Refresh the server's k-anonymous lookup table from the release's labels."""
+    with open(labels_csv, "rb") as f:
+        r = requests.post(server.url + f"/v1/admin/labels?version={version}", data=f,
+                          headers={"Content-Type": "text/csv", "X-API-Key": server.admin_key})
+    if r.status_code != 200:
+        raise click.ClickException(f"label upload refused ({r.status_code}): {r.text[:300]}")
+    return int(r.json()["entries"])
+
+
+# ------------------------------------------------------------------------------------------ recipe
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run the two demo days; returns the summary (also printed)."""
+    from tools.handset import Handset
+    from tools.simulate import simulate
+    from trainer import release
+    from trainer.pipeline import BuildConfig, build
+
+    work, exports, keys = Path(cfg.workdir), Path(cfg.exports), Path(cfg.keys)
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "store").mkdir(parents=True)
+    exports.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"days": []}
+    t0 = time.perf_counter()
+
+    click.echo("== simulate the crowd")
+    sim = work / "sim"
+    sim_kwargs = {"calls_per_day": cfg.calls_per_day} if cfg.calls_per_day else {}
+    meta = simulate(str(sim), days=cfg.days, users=cfg.users, seed=cfg.seed, **sim_kwargs)
+    meta = json.loads((sim / "meta.json").read_text())
+    summary["simulated"] = {k: meta["summary"].get(k) for k in ("calls", "tags", "numbers", "harmful_numbers")}
+
+    if not (keys / "root").exists() and not list(keys.glob("*root*")):
+        release.init_keys(str(keys))
+    admin_key = secrets.token_urlsafe(24)
+    server = Server(work / "store", exports, cfg.port or free_port(), admin_key)
+    tokens: dict[str, str] = {}
+    try:
+        handset = Handset(work / "handset", server.url, root=str(_root_file(exports, keys)),
+                          channel=cfg.channel)
+        previous_model = None
+        for n, day in enumerate((cfg.days - 2, cfg.days - 1), 1):
+            cut, prev_cut = day_start(meta, day), (day_start(meta, day - 1) if n > 1 else None)
+            click.echo(f"== day {n}: tags before {cut:%Y-%m-%d} through the API")
+            uploaded = upload_tags(server, split_tags(sim / "tags.jsonl", cut, prev_cut), tokens)
+            calls_hist = split_calls(sim / "calls.csv", None, cut, work / f"calls-until-day{n}.csv")
+            calls_day = split_calls(sim / "calls.csv", cut, cut + timedelta(days=1), work / f"calls-day{n}.csv")
+            click.echo(f"== day {n}: build")
+            built = build(BuildConfig(out=str(work / "builds"), data_dir=str(work / "store"),
+                                      calls=str(calls_hist), verified=str(sim / "verified.csv"),
+                                      recycled=str(sim / "recycled.csv"), appeals=str(sim / "appeals.csv"),
+                                      as_of=cut.isoformat(), student=cfg.student,
+                                      published_model=previous_model, seed=cfg.seed))
+            manifest = release.publish_release(exports, built.pack_dir, built.delta_dirs, built.model_dir,
+                                               cfg.channel, keys, note=f"demo day {n}")
+            lookup = load_lookup_labels(server, built.labels_csv, manifest.version)
+            previous_model = built.model_dir or previous_model
+            click.echo(f"== day {n}: handset sync and a day of calls")
+            t = time.perf_counter()
+            synced = handset.sync(force=True)
+            sync_s = time.perf_counter() - t
+            replay = handset.replay(calls_day, truth_csv=sim / "truth.csv")
+            summary["days"].append({"day": n, "uploaded": uploaded, "build": built.to_dict(),
+                                    "manifest_version": manifest.version, "lookup_labels": lookup,
+                                    "sync": synced.to_dict(), "sync_s": sync_s, "replay": replay,
+                                    "pack": _pack_sizes(built.pack_dir),
+                                    "deltas": _delta_sizes(built.delta_dirs)})
+        handset.close()
+    finally:
+        server.stop()
+    summary["seconds"] = time.perf_counter() - t0
+    (work / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print_summary(summary, work)
+    return summary
+
+
+def _root_file(exports: Path, keys: Path) -> Path:
+    """The root the app ships with: version 1 of the exports' root chain."""
+    first = exports / "root" / "1.root.json"
+    return first if first.exists() else exports / "root.json"
+
+
+def _pack_sizes(pack_dir: str) -> dict:
+    index = json.loads((Path(pack_dir) / "index.json").read_text())
+    full = next(p for p in index["packs"] if p["tier"] == "full")
+    return {"entries": full["entries"], "wire_bytes": full["wire_bytes"], "sqlite_bytes": full["sqlite_bytes"],
+            "packs": len(index["packs"])}
+
+
+def _delta_sizes(delta_dirs: list[str]) -> dict:
+    if not delta_dirs:
+        return {}
+    index = json.loads((Path(delta_dirs[0]) / "index.json").read_text())
+    full = next((d for d in index["deltas"] if d["name"].endswith("-full")), index["deltas"][0])
+    return {"from_version": index["from_version"], "bytes": full["bytes"], "upserts": full["upserts"],
+            "removals": full["removals"]}
+
+
+def print_summary(summary: dict, work: Path) -> None:
+    """The summary table people read after `make demo`."""
+    rows = [("simulated calls / tags / numbers",
+             " / ".join(f"{summary['simulated'][k]:,}" for k in ("calls", "tags", "numbers")))]
+    for d in summary["days"]:
+        n, b, rp = d["day"], d["build"], d["replay"]
+        acc = rp.get("accuracy", {})
+        rows += [
+            (f"day {n}: tags uploaded (new devices)", f"{d['uploaded']['accepted']:,} ({d['uploaded']['devices']:,})"),
+            (f"day {n}: labels / published", f"{b['stats'].get('labels', 0):,} / {b['stats'].get('published', 0):,}"),
+            (f"day {n}: release version", str(d["manifest_version"])),
+            (f"day {n}: full pack entries, wire / SQLite bytes",
+             f"{d['pack']['entries']:,}, {d['pack']['wire_bytes']:,} / {d['pack']['sqlite_bytes']:,}"),
+        ]
+        if d["deltas"]:
+            rows.append((f"day {n}: delta from v{d['deltas']['from_version']} bytes (upserts/removals)",
+                         f"{d['deltas']['bytes']:,} ({d['deltas']['upserts']}/{d['deltas']['removals']})"))
+        rows += [
+            (f"day {n}: handset sync", f"{d['sync'].get('status')} via {d['sync'].get('method', '?')} in {d['sync_s']:.2f} s"),
+            (f"day {n}: calls labelled", f"{rp.get('calls', 0):,}"),
+            (f"day {n}: harmful calls warned/blocked (recall)", _pct(acc.get("recall"))),
+            (f"day {n}: honest calls warned/blocked (FPR)", _pct(acc.get("false_positive_rate"))),
+            (f"day {n}: precision of warnings", _pct(acc.get("precision"))),
+            (f"day {n}: decision p50 / p99", f"{rp.get('latency_us', {}).get('p50_us', '?')} / "
+                                            f"{rp.get('latency_us', {}).get('p99_us', '?')} µs"),
+        ]
+        if b.get("report"):
+            rows.append((f"day {n}: model evaluation report", b["report"]))
+    rows.append(("total time", f"{summary['seconds']:.0f} s"))
+    width = max(len(r[0]) for r in rows)
+    click.echo("\n" + "=" * (width + 30))
+    for k, v in rows:
+        click.echo(f"{k.ljust(width)}  {v}")
+    click.echo(f"\nfull summary: {work / 'summary.json'}")
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.2f} %"
+
+
+@click.command("demo")
+@click.option("--workdir", default="var/demo", show_default=True, help="Per-run state (wiped at start).")
+@click.option("--exports", default="exports", show_default=True, help="Where releases are published.")
+@click.option("--keys", default="var/keys", show_default=True, help="Signing keys (created on first use).")
+@click.option("--days", default=9, show_default=True, help="Simulated days (the last two are demo days).")
+@click.option("--users", default=1500, show_default=True, help="Handset users who may tag.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--calls-per-day", type=int, default=None, help="Simulated call volume per day.")
+@click.option("--no-student", is_flag=True, help="Skip the on-device model (faster).")
+def command(workdir, exports, keys, days, users, seed, calls_per_day, no_student):
+    """Run the main job end to end: simulate, upload, build, sign, publish, sync, label; twice.
+
+    Example: callmark demo --days 9 --users 1500
+    """
+    if days < 3:
+        raise click.BadParameter("needs at least 3 days (history + two demo days)", param_hint="--days")
+    run_demo(DemoConfig(workdir=workdir, exports=exports, keys=keys, days=days, users=users, seed=seed,
+                        calls_per_day=calls_per_day, student=not no_student))

@@ -1,0 +1,287 @@
+"""`callmark build`: one release from tags and call records, as a recipe.
+
+    ingest → consensus → call features → teacher → model-derived labels → student → evaluation
+           → packs → deltas → build.json
+
+Each stage is a function below; `build()` calls them in order. A build directory holds everything a
+release needs (`labels.csv`, `packs/`, `deltas/from-vN/`, `model/`, `report/`) and `build.json`
+describing it; `callmark publish --build DIR` signs and publishes it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+
+from trainer import consensus as consensus_lib
+from trainer import ingest, packs as packs_lib
+from trainer.model_labels import ModelLabelConfig, merge_model_labels
+
+BUILD_JSON = "build.json"
+
+
+class BuildError(RuntimeError):
+    """A build that cannot go on; the message says which input to fix."""
+
+
+@dataclass
+class BuildConfig:
+    """Inputs and knobs of one build. Paths may be relative to the working directory."""
+
+    out: str = "var/builds"  # parent of the build directories (one per version)
+    version: int | None = None  # None: one more than the newest build under `out`
+    tags: str | None = None  # tag events file (CSV/JSONL); None: the server store at data_dir
+    data_dir: str = "var"  # the server store (tags, accepted appeals, verified businesses)
+    calls: str | None = None  # call records (calls.csv) for the teacher and the student
+    verified: str | None = None  # extra verified businesses file (number,company)
+    appeals: str | None = None  # extra appeals file
+    recycled: str | None = None  # reissued numbers file (number,reissued_ts)
+    as_of: str | None = None  # ISO time or epoch seconds; default: the newest tag
+    region: str = "CN"
+    deltas_back: int = 5  # versions back to build deltas from
+    student: bool = True  # train the on-device student (needs calls)
+    published_model: str | None = None  # model dir of the published release, for the gate
+    gate_margin: float = 0.02  # AUC the candidate may lose against the published model
+    seed: int = 0
+    consensus: dict = field(default_factory=dict)  # ConsensusConfig overrides
+    packs: dict = field(default_factory=dict)  # PackConfig overrides
+    model_labels: dict = field(default_factory=dict)  # ModelLabelConfig overrides
+
+
+@dataclass
+class BuildResult:
+    """What a build produced; `to_dict()` is build.json."""
+
+    version: int
+    build_dir: str
+    labels_csv: str
+    pack_dir: str
+    delta_dirs: list[str]
+    model_dir: str | None
+    report: str | None
+    stats: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, build_dir: str) -> "BuildResult":
+        """Read and check a build directory's build.json."""
+        path = Path(build_dir) / BUILD_JSON
+        if not path.is_file():
+            raise BuildError(f"{build_dir}: no {BUILD_JSON}; pass a directory written by `callmark build`")
+        d = json.loads(path.read_text())
+        missing = set(cls.__dataclass_fields__) - set(d)
+        if missing:
+            raise BuildError(f"{path}: missing fields {sorted(missing)}; rebuild it")
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+class Progress:
+    """Prints one line per stage with its time, so long builds show where they are."""
+
+    def __init__(self, stages: int, echo=click.echo):
+        self.stages, self.done, self.echo, self.t0 = stages, 0, echo, time.perf_counter()
+
+    def stage(self, name: str):
+        progress = self
+
+        class _Stage:
+            def __enter__(self):
+                progress.done += 1
+                self.t = time.perf_counter()
+                progress.echo(f"[{progress.done}/{progress.stages}] {name} …")
+                return self
+
+            def __exit__(self, *exc):
+                if exc[0] is None:
+                    progress.echo(f"      {name} done in {time.perf_counter() - self.t:.1f} s")
+                return False
+
+        return _Stage()
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+def ingest_stage(cfg: BuildConfig) -> tuple[ingest.TagEvents, dict, dict]:
+    """Tag events plus verified businesses, accepted appeals and reissued numbers."""
+    if cfg.tags:
+        events, report = ingest.read_tags(cfg.tags, region=cfg.region)
+        verified, appeals = {}, {}
+    else:
+        from server import store  # the store's one narrow module; trainer may read it
+        if not (Path(cfg.data_dir) / store.DB_NAME).is_file():
+            raise BuildError(f"no store at {cfg.data_dir}; upload tags to a server or pass --tags FILE")
+        events, report = ingest.read_tags(store.iter_tag_events(cfg.data_dir), region=cfg.region)
+        verified, _ = ingest.read_verified(store.iter_verified(cfg.data_dir), cfg.region)
+        appeals, _ = ingest.read_appeals(store.iter_accepted_appeals(cfg.data_dir), cfg.region)
+    if cfg.verified:
+        verified.update(ingest.read_verified(cfg.verified, cfg.region)[0])
+    if cfg.appeals:
+        for k, lst in ingest.read_appeals(cfg.appeals, cfg.region)[0].items():
+            appeals.setdefault(k, []).extend(lst)
+    recycled = ingest.read_recycled(cfg.recycled, cfg.region)[0] if cfg.recycled else {}
+    if len(events) == 0:
+        raise BuildError("no usable tag events: " + report.summary())
+    side = {"verified": verified, "appeals": appeals, "recycled": recycled}
+    return events, side, report.to_dict()
+
+
+def consensus_stage(events, side: dict, cfg: BuildConfig, build_dir: Path):
+    """Crowd consensus → labels.csv (+ labels.ranges.csv)."""
+    config = consensus_lib.ConsensusConfig.from_dict(cfg.consensus) if cfg.consensus else None
+    result = consensus_lib.run(events, config, as_of=cfg.as_of, **side)
+    labels_csv = build_dir / "labels.csv"
+    result.write_csv(str(labels_csv))
+    return result, labels_csv
+
+
+def features_stage(cfg: BuildConfig):
+    """Per-number call-behaviour features from the call records (None without calls)."""
+    if not cfg.calls:
+        return None
+    from trainer import features
+    return features.aggregate_calls(cfg.calls)
+
+
+def teacher_stage(table, labels_csv: Path, build_dir: Path, cfg: BuildConfig):
+    """Fit the teacher on consensus labels; score every number with call evidence."""
+    if table is None:
+        return None, None
+    from trainer.model import teacher
+    labelled = teacher.labels_from_consensus(table, str(labels_csv))
+    if labelled is None:
+        return None, None
+    model_dir = build_dir / "teacher"
+    model = teacher.fit_table(labelled, str(model_dir), seed=cfg.seed)
+    scores = teacher.score_table(model, table)
+    return model_dir, scores
+
+
+def model_labels_stage(labels_csv: Path, table, scores, side: dict, cfg: BuildConfig) -> dict:
+    """Add model-derived labels for numbers with strong call evidence but few tags."""
+    if scores is None:
+        return {"model_labels": 0}
+    config = ModelLabelConfig(**cfg.model_labels)
+    return merge_model_labels(str(labels_csv), table, scores, config,
+                              verified=side["verified"], appeals=side["appeals"], region=cfg.region)
+
+
+def student_stage(cfg: BuildConfig, labels_csv: Path, table, scores, build_dir: Path) -> str | None:
+    """Train the int8 on-device student (distilled from labels and teacher scores)."""
+    if not (cfg.student and cfg.calls):
+        return None
+    from trainer.model import student
+    return student.train_student(calls_csv=cfg.calls, labels_csv=str(labels_csv),
+                                 teacher_scores=scores, out_dir=str(build_dir / "model"),
+                                 seed=cfg.seed)
+
+
+def evaluation_stage(model_dir: str | None, cfg: BuildConfig, build_dir: Path) -> str | None:
+    """Evaluation report; the release gate against the published model."""
+    if model_dir is None:
+        return None
+    from trainer import evaluate
+    report = evaluate.evaluate(model_dir, calls_csv=cfg.calls, out_dir=str(build_dir / "report"),
+                               published_dir=cfg.published_model)
+    if cfg.published_model:
+        evaluate.gate(model_dir, cfg.published_model, cfg.gate_margin)
+    return report
+
+
+def packs_stage(labels_csv: Path, version: int, cfg: BuildConfig, build_dir: Path) -> str:
+    """Full, lite and province packs with their wire forms."""
+    table = packs_lib.read_labels_csv(str(labels_csv), region=cfg.region)
+    config = packs_lib.PackConfig.from_dict(dict({"region": cfg.region}, **cfg.packs))
+    pack_dir = build_dir / "packs"
+    packs_lib.build_packs(table, version, str(pack_dir), config)
+    return str(pack_dir)
+
+
+def deltas_stage(pack_dir: str, version: int, cfg: BuildConfig) -> list[str]:
+    """Deltas from each of the last `deltas_back` builds' packs to this one."""
+    out = []
+    for old in previous_builds(cfg.out, version)[: cfg.deltas_back]:
+        old_packs = Path(old.build_dir) / "packs"
+        delta_dir = Path(pack_dir).parent / "deltas" / f"from-v{old.version}"
+        try:
+            packs_lib.make_deltas(str(old_packs), pack_dir, str(delta_dir))
+        except packs_lib.PackError as exc:
+            click.echo(f"      no delta from v{old.version}: {exc}")
+            continue
+        out.append(str(delta_dir))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ recipe
+
+def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
+    """Run every stage in order and write build.json; returns what was built."""
+    version = cfg.version if cfg.version is not None else next_version(cfg.out)
+    build_dir = Path(cfg.out) / f"v{version}"
+    if (build_dir / BUILD_JSON).exists():
+        raise BuildError(f"{build_dir} already holds a build; pick another --version")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(8, echo)
+    stats: dict = {}
+    with progress.stage("ingest tag events"):
+        events, side, stats["ingest"] = ingest_stage(cfg)
+        echo(f"      {len(events):,} events, {stats['ingest'].get('bad', 0):,} bad rows")
+    with progress.stage("consensus"):
+        result, labels_csv = consensus_stage(events, side, cfg, build_dir)
+        stats["labels"] = len(result)
+        stats["published"] = int(result.published.sum())
+        echo(f"      {len(result):,} numbers, {stats['published']:,} published")
+    with progress.stage("call features"):
+        table = features_stage(cfg)
+    with progress.stage("teacher"):
+        teacher_dir, scores = teacher_stage(table, labels_csv, build_dir, cfg)
+        stats.update(model_labels_stage(labels_csv, table, scores, side, cfg))
+    with progress.stage("student"):
+        model_dir = student_stage(cfg, labels_csv, table, scores, build_dir)
+    with progress.stage("evaluation"):
+        report = evaluation_stage(model_dir, cfg, build_dir)
+    with progress.stage("packs"):
+        pack_dir = packs_stage(labels_csv, version, cfg, build_dir)
+    with progress.stage("deltas"):
+        delta_dirs = deltas_stage(pack_dir, version, cfg)
+    res = BuildResult(version=version, build_dir=str(build_dir), labels_csv=str(labels_csv),
+                      pack_dir=pack_dir, delta_dirs=delta_dirs, model_dir=model_dir,
+                      report=report, stats=stats)
+    (build_dir / BUILD_JSON).write_text(json.dumps(res.to_dict(), indent=1, default=str))
+    echo(f"build v{version} ready in {build_dir} ({time.perf_counter() - progress.t0:.1f} s)")
+    return res
+
+
+def previous_builds(out: str, before_version: int) -> list[BuildResult]:
+    """Finished builds under `out` older than `before_version`, newest first."""
+    found = []
+    if not os.path.isdir(out):
+        return found
+    for name in os.listdir(out):
+        path = Path(out) / name / BUILD_JSON
+        if name.startswith("v") and path.is_file():
+            try:
+                b = BuildResult.load(str(path.parent))
+            except (BuildError, ValueError):
+                continue
+            if b.version < before_version:
+                found.append(b)
+    return sorted(found, key=lambda b: -b.version)
+
+
+def next_version(out: str) -> int:
+    """One more than the newest finished build under `out` (1 for the first)."""
+    builds = previous_builds(out, 2**62)
+    return builds[0].version + 1 if builds else 1
+
+
+def read_labels(labels_csv: str) -> list[dict]:
+    """LABELS.csv rows as dicts (small helper for reports and the demo)."""
+    with open(labels_csv, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
