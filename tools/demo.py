@@ -46,9 +46,11 @@ class DemoConfig:
 # ------------------------------------------------------------------------------------------ data
 
 def day_start(meta: dict, day: int) -> datetime:
-    """UTC start of simulated day index `day`."""
-    start = datetime.fromisoformat(meta["config"]["start"].replace("Z", "+00:00"))
-    return start + timedelta(days=day)
+    """Start of simulated day index `day` (the simulator's days are China local days, UTC+8)."""
+    start = datetime.fromisoformat(meta["config"]["start"])
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone(timedelta(hours=8)))
+    return (start + timedelta(days=day)).astimezone(timezone.utc)
 
 
 def split_tags(tags_jsonl: Path, cut: datetime, after: datetime | None) -> list[dict]:
