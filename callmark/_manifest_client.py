@@ -1,0 +1,360 @@
+"""Client half of callmark.manifest: trusted state, the updater, fetchers and exports verification.
+
+Import these from ``callmark.manifest``; this module exists only to keep files short.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from callmark.manifest import (
+    CHUNK, CLIENT_FORMAT, MAX_MANIFEST_BYTES, MAX_ROOT_BYTES, ArtefactEntry, DeltaEntry, Manifest, Root,
+    _envelope_parts, canonical_json, download_verified, utcnow, verify_envelope, verify_file,
+)
+from callmark.manifest_errors import (
+    ClientTooOldError, EndlessDataError, FreezeError, ManifestError, MetadataFormatError, MixAndMatchError,
+    RollbackError,
+)
+
+MAX_ROOT_STEPS = 1024   # root versions walked in one refresh, at most
+
+
+def _parse(raw: bytes, what: str) -> dict:
+    try:
+        env = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MetadataFormatError(f"{what}: not valid UTF-8 JSON ({e})") from None
+    _envelope_parts(env, what)
+    return env
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def verify_root_update(trusted: Root, env: dict, expected_version: int, what: str = "root") -> Root:
+    """Accept root ``expected_version`` only if signed by the old root's and its own threshold."""
+    signed, _ = _envelope_parts(env, what)
+    new = Root.from_dict(signed)
+    verify_envelope(env, trusted, "root", f"{what} (by root v{trusted.version} keys)")
+    verify_envelope(env, new, "root", f"{what} (by its own keys)")
+    if new.version < expected_version:
+        raise RollbackError(f"{what}: holds root version {new.version}, expected {expected_version}")
+    if new.version != expected_version:
+        raise MetadataFormatError(f"{what}: holds root version {new.version}, expected {expected_version}")
+    return new
+
+
+# ---------------------------------------------------------------- fetchers
+class DirFetcher:
+    """Reads metadata and artefacts from an exports/ directory (or a mirror of it)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def get(self, path: str, max_bytes: int) -> bytes | None:
+        """Whole file, or None if absent; EndlessDataError past ``max_bytes``."""
+        p = self.root / path
+        if not p.is_file():
+            return None
+        with open(p, "rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise EndlessDataError(f"{path}: longer than the {max_bytes} bytes allowed for metadata")
+        return data
+
+    def iter(self, path: str) -> Iterator[bytes]:
+        """The file's bytes in chunks."""
+        with open(self.root / path, "rb") as f:
+            yield from iter(lambda: f.read(CHUNK), b"")
+
+
+class HttpFetcher:
+    """Reads metadata and artefacts over HTTP(S) from a server or CDN base URL."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0, session: Any = None):
+        import requests
+        self.base = base_url.rstrip("/") + "/"
+        self.timeout = timeout  # seconds per request
+        self.session = session or requests.Session()
+
+    def get(self, path: str, max_bytes: int) -> bytes | None:
+        """Whole body, or None on 404; EndlessDataError past ``max_bytes``."""
+        with self.session.get(self.base + path, stream=True, timeout=self.timeout) as r:
+            if r.status_code == 404:
+                return None
+            r.raise_for_status()
+            buf = bytearray()
+            for chunk in r.iter_content(CHUNK):
+                buf += chunk
+                if len(buf) > max_bytes:
+                    raise EndlessDataError(f"{path}: longer than the {max_bytes} bytes allowed for metadata")
+            return bytes(buf)
+
+    def iter(self, path: str) -> Iterator[bytes]:
+        """The body in chunks (the caller stops reading at the listed length)."""
+        with self.session.get(self.base + path, stream=True, timeout=self.timeout) as r:
+            r.raise_for_status()
+            yield from r.iter_content(CHUNK)
+
+
+# ---------------------------------------------------------------- trusted state
+class TrustedState:
+    """What a client has verified: the newest trusted root and the last manifest per channel.
+
+    With ``state_dir`` it persists to ``root.json`` and ``channels/<channel>.json`` there.
+    """
+
+    def __init__(self, root_env: dict, manifests: dict[str, dict] | None = None,
+                 state_dir: str | os.PathLike | None = None):
+        self.root_env = root_env
+        self.root = Root.from_dict(_envelope_parts(root_env, "trusted root")[0])
+        self.manifests: dict[str, dict] = dict(manifests or {})
+        self.state_dir = Path(state_dir) if state_dir else None
+
+    @classmethod
+    def bootstrap(cls, initial_root: bytes | str | os.PathLike | dict,
+                  state_dir: str | os.PathLike | None = None) -> "TrustedState":
+        """Start from the root shipped with the app; it must carry its own root threshold."""
+        if isinstance(initial_root, dict):
+            env = initial_root
+        else:
+            raw = initial_root if isinstance(initial_root, bytes) else Path(initial_root).read_bytes()
+            env = _parse(raw, "initial root")
+        root = Root.from_dict(_envelope_parts(env, "initial root")[0])
+        verify_envelope(env, root, "root", "initial root")
+        st = cls(env, None, state_dir)
+        st.save()
+        return st
+
+    @classmethod
+    def open(cls, state_dir: str | os.PathLike, initial_root: Any = None) -> "TrustedState":
+        """Load saved state from ``state_dir``, or bootstrap it from ``initial_root``."""
+        d = Path(state_dir)
+        if not (d / "root.json").is_file():
+            if initial_root is None:
+                raise ManifestError(f"{d}: no trusted state yet; pass the initial root.json shipped with the app")
+            return cls.bootstrap(initial_root, d)
+        root_env = _parse((d / "root.json").read_bytes(), f"{d}/root.json")
+        mans = {p.stem: _parse(p.read_bytes(), str(p)) for p in sorted((d / "channels").glob("*.json"))}
+        return cls(root_env, mans, d)
+
+    def save(self) -> None:
+        """Persist (atomically) when a state dir is set."""
+        if self.state_dir is None:
+            return
+        _atomic_write(self.state_dir / "root.json", canonical_json(self.root_env))
+        for ch, env in self.manifests.items():
+            _atomic_write(self.state_dir / "channels" / f"{ch}.json", canonical_json(env))
+
+    def set_root(self, env: dict, root: Root) -> None:
+        """Trust a newly verified root; forget manifests if the online keys changed (TUF 5.3.11)."""
+        if set(root.roles["manifest"].keyids) != set(self.root.roles["manifest"].keyids):
+            self.manifests.clear()
+            if self.state_dir is not None:
+                for p in (self.state_dir / "channels").glob("*.json"):
+                    p.unlink()
+        self.root_env, self.root = env, root
+
+    def manifest(self, channel: str) -> Manifest | None:
+        """The last verified manifest of ``channel``."""
+        env = self.manifests.get(channel)
+        return Manifest.from_dict(env["signed"]) if env else None
+
+
+# ---------------------------------------------------------------- updater
+class Updater:
+    """Refreshes a TrustedState for one channel and checks every artefact against it."""
+
+    def __init__(self, state: TrustedState, fetcher: Any, channel: str = "stable",
+                 now: Callable[[], datetime] = utcnow, client_format: int = CLIENT_FORMAT):
+        self.state, self.fetcher, self.channel = state, fetcher, channel
+        self.now, self.client_format = now, client_format
+
+    def refresh_root(self) -> Root:
+        """Walk root/<v+1>.root.json while present; each must be signed by old and new root keys."""
+        for _ in range(MAX_ROOT_STEPS):
+            v = self.state.root.version + 1
+            where = f"root/{v}.root.json"
+            raw = self.fetcher.get(where, MAX_ROOT_BYTES)
+            if raw is None:
+                break
+            env = _parse(raw, where)
+            self.state.set_root(env, verify_root_update(self.state.root, env, v, where))
+            self.state.save()
+        if self.state.root.expires <= self.now():
+            r = self.state.root
+            raise FreezeError(f"root v{r.version} expired at {r.expires:%Y-%m-%d %H:%M}Z")
+        return self.state.root
+
+    def refresh(self) -> Manifest:
+        """Refresh the root chain, then fetch and accept the channel's current manifest."""
+        self.refresh_root()
+        where = f"channels/{self.channel}/manifest.json"
+        raw = self.fetcher.get(where, MAX_MANIFEST_BYTES)
+        if raw is None:
+            raise ManifestError(f"{where}: not found (is the channel name right?)")
+        return self.accept_manifest(_parse(raw, where), where)
+
+    def accept_manifest(self, env: dict, what: str = "manifest") -> Manifest:
+        """Verify a manifest envelope against the trusted root and state; remember it."""
+        signed, _ = _envelope_parts(env, what)
+        verify_envelope(env, self.state.root, "manifest", what)
+        m = Manifest.from_dict(signed)
+        if m.channel != self.channel:
+            raise MixAndMatchError(f"{what}: is for channel {m.channel!r}, expected {self.channel!r}")
+        prev = self.state.manifests.get(self.channel)
+        if prev is not None:
+            pv = prev["signed"]["version"]
+            if m.version < pv:
+                raise RollbackError(f"{what}: version {m.version} is lower than version {pv} already seen")
+            if m.version == pv and canonical_json(signed) != canonical_json(prev["signed"]):
+                raise RollbackError(f"{what}: version {m.version} reused with different content")
+        if m.expires <= self.now():
+            raise FreezeError(f"{what}: v{m.version} expired at {m.expires:%Y-%m-%d %H:%M}Z")
+        if m.min_client_format > self.client_format:
+            raise ClientTooOldError(f"{what}: needs client format {m.min_client_format}, "
+                                    f"this client implements {self.client_format}; update the app")
+        m.check_consistency(signed)
+        self.state.manifests[self.channel] = env
+        self.state.save()
+        return m
+
+    @property
+    def manifest(self) -> Manifest:
+        """The channel's trusted manifest (refresh first)."""
+        m = self.state.manifest(self.channel)
+        if m is None:
+            raise ManifestError(f"no trusted manifest for channel {self.channel!r}; call refresh() first")
+        return m
+
+    def require_listed(self, entry: ArtefactEntry) -> None:
+        """MixAndMatchError unless ``entry`` is one the current trusted manifest lists."""
+        key = (entry.path, entry.length, entry.sha256)
+        if key not in {(a.path, a.length, a.sha256) for a in self.manifest.artefacts()}:
+            raise MixAndMatchError(f"{entry.path}: not part of trusted {self.channel} manifest "
+                                   f"v{self.manifest.version} (from another release?)")
+
+    def fetch_artefact(self, entry: ArtefactEntry, dest: str | os.PathLike) -> Path:
+        """Download a listed artefact to ``dest``, bounded by its length, hash-checked."""
+        self.require_listed(entry)
+        return download_verified(self.fetcher.iter(entry.path), entry, dest)
+
+    def verify_artefact(self, entry: ArtefactEntry, path: str | os.PathLike) -> None:
+        """Check a local file is the listed artefact (membership, length, SHA-256)."""
+        self.require_listed(entry)
+        verify_file(entry, path)
+
+    def check_pack_state(self, name: str, state_hash: str) -> None:
+        """MixAndMatchError unless an expanded pack's state hash is the manifest's."""
+        try:
+            p = self.manifest.pack(name)
+        except KeyError as e:
+            raise MixAndMatchError(str(e).strip("'\"")) from None
+        if state_hash != p.state_hash:
+            raise MixAndMatchError(f"pack {name}: state {state_hash[:12]}… is not the state "
+                                   f"{p.state_hash[:12]}… of v{p.version} in manifest v{self.manifest.version}")
+
+    def delta_for(self, name: str, current_state_hash: str) -> DeltaEntry | None:
+        """The listed delta that starts at the client's current pack state, or None (fetch full)."""
+        for x in self.manifest.deltas:
+            if x.name == name and x.from_state_hash == current_state_hash:
+                return x
+        return None
+
+    def check_delta(self, delta: DeltaEntry, before_state: str, after_state: str | None = None) -> None:
+        """MixAndMatchError if a delta does not start at ``before_state`` or end at the manifest's."""
+        self.require_listed(delta)
+        if before_state != delta.from_state_hash:
+            raise MixAndMatchError(f"delta {delta.name} v{delta.from_version}->v{delta.to_version}: "
+                                   f"starts at {delta.from_state_hash[:12]}…, "
+                                   f"client pack is {before_state[:12]}…")
+        if after_state is not None:
+            self.check_pack_state(delta.name, after_state)
+
+
+# ---------------------------------------------------------------- exports verification
+@dataclass
+class ExportsReport:
+    """Outcome of :func:`verify_exports`: what was checked and every problem found."""
+    root_version: int = 0
+    channels: dict[str, int] = field(default_factory=dict)   # channel -> manifest version
+    artefacts_checked: int = 0
+    problems: list[str] = field(default_factory=list)        # "ErrorClass: message"
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, e: Exception) -> None:
+        self.problems.append(f"{type(e).__name__}: {e}")
+
+
+_VERSIONED = re.compile(r"^(\d+)\.manifest\.json$")
+
+
+def verify_exports(exports_dir: str | os.PathLike, trusted_root: str | os.PathLike | None = None,
+                   now: Callable[[], datetime] = utcnow) -> ExportsReport:
+    """Check an exports/ tree from the root of trust: root chain, channels, every artefact."""
+    ex = Path(exports_dir)
+    rep = ExportsReport()
+    root_path = Path(trusted_root) if trusted_root else ex / "root" / "1.root.json"
+    fetcher = DirFetcher(ex)
+    try:
+        if not root_path.is_file():
+            raise ManifestError(f"trusted root {root_path} not found: pass --root FILE (the root.json shipped "
+                                "in the app) or publish a release first")
+        state = TrustedState.bootstrap(root_path)
+        Updater(state, fetcher, now=now).refresh_root()
+    except (ManifestError, OSError) as e:
+        rep.add(e)
+        return rep
+    rep.root_version = state.root.version
+    try:
+        top = _parse((ex / "root.json").read_bytes(), "root.json")
+        tv, cv = top["signed"].get("version"), state.root.version
+        if not isinstance(tv, int) or tv > cv:
+            raise MetadataFormatError(f"root.json is version {tv} but the root/ chain ends at version {cv} "
+                                      f"(root/{cv + 1}.root.json missing or invalid?)")
+        if tv < cv:
+            raise RollbackError(f"root.json is version {tv}, older than root/{cv}.root.json")
+        if canonical_json(top) != canonical_json(state.root_env):
+            raise MixAndMatchError(f"root.json differs from root/{cv}.root.json (published with other keys?)")
+    except (ManifestError, OSError) as e:
+        rep.add(e)
+    chan_dir = ex / "channels"
+    for cdir in sorted(p for p in chan_dir.iterdir() if p.is_dir()) if chan_dir.is_dir() else []:
+        try:
+            m = Updater(state, fetcher, channel=cdir.name, now=now).refresh()
+        except (ManifestError, OSError) as e:
+            rep.add(e)
+            continue
+        rep.channels[cdir.name] = m.version
+        for p in cdir.iterdir():
+            mt = _VERSIONED.match(p.name)
+            if not mt:
+                continue
+            try:
+                v = _parse(p.read_bytes(), str(p.relative_to(ex)))["signed"].get("version")
+                if v != int(mt.group(1)):
+                    raise MetadataFormatError(f"{p.relative_to(ex)}: holds version {v}")
+                if v > m.version:
+                    raise RollbackError(f"channels/{cdir.name}/manifest.json is v{m.version} but "
+                                        f"{p.name} exists (a rolled-back current manifest)")
+            except (ManifestError, OSError) as e:
+                rep.add(e)
+        for a in m.artefacts():
+            rep.artefacts_checked += 1
+            try:
+                verify_file(a, ex / a.path)
+            except ManifestError as e:
+                rep.add(e)
+    return rep
