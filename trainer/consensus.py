@@ -1,0 +1,366 @@
+"""Crowd consensus: tag events -> one calibrated label per number (see docs/consensus.md).
+
+`run(events, config, as_of, verified=None, appeals=None, recycled=None) -> ConsensusResult`.
+Steps: drop events after `as_of` and before a number's reissue; per-reporter daily caps; one vote per
+reporter per number (latest wins); appeals drop the appealed categories' older evidence; vote weights
+= time decay x account history, with blocs and young-account cohorts collapsed and each reporter's
+total influence bounded; reporter reliability by EM (consensus_em); publication thresholds per
+category; verified businesses; ranges (consensus_output).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+
+import numpy as np
+
+from callmark.categories import CATEGORIES, by_key
+from trainer import consensus_defences as D
+from trainer.consensus_em import fit
+from trainer.ingest import Appeal, TagEvents
+from trainer.consensus_output import ConsensusResult, build_ranges
+
+DAY = 86400
+CODES = np.array([c.code for c in CATEGORIES], np.int16)  # class index -> category code
+K = len(CODES)
+CODE_TO_CLASS = np.full(int(CODES.max()) + 1, -1, np.int64)
+CODE_TO_CLASS[CODES] = np.arange(K)
+HARMFUL = np.array([c.harmful for c in CATEGORIES])
+LEGIT = int(CODE_TO_CLASS[by_key("legit").code])
+METHODS = ("em", "majority")
+FLAG_VERIFIED, FLAG_RANGE, FLAG_MODEL, FLAG_APPEAL = 1, 2, 4, 8
+
+
+class ConsensusConfigError(ValueError):
+    """A consensus configuration value that is out of range or unknown."""
+
+
+@dataclass
+class ConsensusConfig:
+    """Every knob of the consensus; `from_dict` validates. Units in the comments."""
+
+    half_life_days: float = 125.0  # days; evidence weight halves every half-life (PhoneBlock: 125)
+    min_reporters: int = 3  # distinct independent reporters needed to publish (blocs count once)
+    min_confidence: float = 0.5  # calibrated probability needed to publish
+    min_reporters_by_category: dict[str, int] = field(default_factory=dict)  # per-category overrides
+    min_confidence_by_category: dict[str, float] = field(default_factory=dict)
+    method: str = "em"  # "em" (reliability-weighted) or "majority" (baseline, same thresholds)
+    defences: bool = True  # False: plain EM / plain majority (no caps, history, blocs, cohorts)
+    daily_cap: int = 20  # tag events per reporter per UTC day that count
+    influence_budget: float = 200.0  # max total weight of one reporter across all numbers (votes)
+    new_account_weight: float = 0.2  # weight of a vote cast by a brand-new account (0..1]
+    maturity_days: float = 3.0  # days of account age until its votes weigh fully
+    cohort_cap: float = 1.0  # max total weight of young accounts on one number per UTC day (votes)
+    bloc_window_days: float = 1.0  # days; votes this close on a number count as "together"
+    bloc_neighbours: int = 8  # time-neighbours paired per vote when looking for blocs
+    bloc_min_shared: int = 2  # numbers a pair must share to be linked
+    bloc_min_overlap: float = 0.25  # and that share of the smaller reporter's votes
+    prior_accuracy: float = 0.75  # prior mean of a reporter's accuracy
+    prior_strength: float = 4.0  # prior weight in votes
+    accuracy_min: float = 0.34  # clip of learned accuracy
+    accuracy_max: float = 0.95  # bounds one vote's likelihood ratio
+    em_iterations: int = 10
+    em_tol: float = 1e-3  # stop when no accuracy / confusion / prior moves more than this
+    calibration: tuple[float, float, float] = (0.1718, 0.4804, -0.9556)  # (a, b, c): confidence
+    # = sigmoid(a * logit(posterior) + b * log(1 + independent reporters) + c); fitted on simulator
+    # seed 2 by `python -m tools.bench.consensus --fit-calibration`; (1, 0, 0) = raw posterior
+    appeal_min_reporters: int = 0  # post-appeal reporters to lift a suppression; 0: min_reporters
+    ranges: bool = True
+    range10_min: int = 4  # published harmful numbers in a block of 10 to label the block
+    range100_min: int = 8  # ... in a block of 100
+    range100_min_blocks: int = 4  # spread over at least this many blocks of 10
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConsensusConfigError naming the first bad value."""
+        def bad(name, why):
+            raise ConsensusConfigError(f"consensus config {name}={getattr(self, name)!r}: {why}")
+        for name in ("half_life_days", "maturity_days", "bloc_window_days", "prior_strength"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                bad(name, "must be a non-negative number")
+        if self.half_life_days <= 0:
+            bad("half_life_days", "must be > 0 (days)")
+        for name in ("min_reporters", "daily_cap", "bloc_neighbours", "bloc_min_shared",
+                     "em_iterations", "appeal_min_reporters", "range10_min", "range100_min",
+                     "range100_min_blocks"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                bad(name, "must be a non-negative integer")
+        for name in ("min_confidence", "new_account_weight", "bloc_min_overlap", "prior_accuracy",
+                     "accuracy_min", "accuracy_max"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                bad(name, "must be within 0..1")
+        if not 0 < self.accuracy_min < self.accuracy_max < 1:
+            bad("accuracy_max", "need 0 < accuracy_min < accuracy_max < 1")
+        cal = self.calibration
+        if (not isinstance(cal, (list, tuple)) or len(cal) != 3
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in cal)):
+            bad("calibration", "must be three finite numbers (a, b, c)")
+        self.calibration = tuple(float(v) for v in cal)
+        if self.method not in METHODS:
+            bad("method", f"use one of {', '.join(METHODS)}")
+        for name, lo, hi in (("min_reporters_by_category", 0, None),
+                             ("min_confidence_by_category", 0, 1)):
+            d = getattr(self, name)
+            if not isinstance(d, dict):
+                bad(name, "must be a mapping of category key -> value")
+            for k, v in d.items():
+                try:
+                    by_key(k)
+                except ValueError as exc:
+                    bad(name, str(exc))
+                if not isinstance(v, (int, float)) or v < lo or (hi is not None and v > hi):
+                    bad(name, f"value for {k} out of range")
+
+    def thresholds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(min reporters, min confidence) per class index."""
+        mr = np.full(K, self.min_reporters, np.int64)
+        mc = np.full(K, float(self.min_confidence))
+        for k, v in self.min_reporters_by_category.items():
+            mr[CODE_TO_CLASS[by_key(k).code]] = int(v)
+        for k, v in self.min_confidence_by_category.items():
+            mc[CODE_TO_CLASS[by_key(k).code]] = float(v)
+        return mr, mc
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConsensusConfig":
+        """Build from a mapping, rejecting unknown keys."""
+        if not isinstance(d, dict):
+            raise ConsensusConfigError("consensus config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConsensusConfigError(f"unknown consensus config keys {unknown}; known: "
+                                       f"{', '.join(sorted(known))}")
+        return cls(**d)
+
+
+def parse_as_of(value) -> int:
+    """Epoch seconds from an ISO-8601 string (naive = UTC), epoch number or datetime."""
+    if isinstance(value, datetime):
+        d = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return int(d.timestamp())
+    if isinstance(value, (int, float, np.integer)):
+        return int(value)
+    from trainer.ingest import parse_ts
+    t = parse_ts(value)
+    if t is None:
+        raise ConsensusConfigError(f"as_of {value!r} is not a time; use ISO-8601 like "
+                                   f"2026-03-16T00:00:00Z or epoch seconds")
+    return t
+
+
+def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
+        verified: dict[int, str] | None = None, appeals: dict[int, list[Appeal]] | None = None,
+        recycled: dict[int, int] | None = None) -> ConsensusResult:
+    """Labels for every number with a tag at or before `as_of` (default: the latest tag)."""
+    cfg = config or ConsensusConfig()
+    verified, appeals, recycled = verified or {}, appeals or {}, recycled or {}
+    stats: dict[str, float] = {"events": len(events)}
+    ts_all = events.ts
+    as_of = int(ts_all.max()) if as_of is None and len(events) else parse_as_of(as_of or 0)
+    m = ts_all <= as_of
+    stats["after_as_of"] = int((~m).sum())
+    ev = events.take(m) if not m.all() else events
+    out_keys = np.unique(ev.key)  # one output row per tagged number
+    n_reps = len(ev.reporters)
+    first_ts = np.full(n_reps, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first_ts, ev.reporter, ev.ts)
+
+    keep = np.ones(len(ev), bool)
+    if recycled:
+        rk = np.array(sorted(recycled), np.int64)
+        rt = np.array([recycled[k] for k in rk], np.int64)
+        pos = np.clip(np.searchsorted(rk, ev.key), 0, rk.size - 1)
+        hit = (rk[pos] == ev.key) & (ev.ts < rt[pos])
+        stats["before_reissue"] = int(hit.sum())
+        keep &= ~hit
+    if cfg.defences:
+        capped = D.daily_cap_mask(ev.reporter, ev.ts, cfg.daily_cap)
+        stats["over_daily_cap"] = int((keep & ~capped).sum())
+        keep &= capped
+    idx = np.flatnonzero(keep)
+    sel = idx[D.latest_vote(ev.reporter[idx], ev.key[idx], ev.ts[idx])]  # sorted by key
+    key, rep, ts = ev.key[sel], ev.reporter[sel], ev.ts[sel]
+    cls = CODE_TO_CLASS[ev.category[sel]]
+    comp = ev.company[sel]
+    appeal_flag = np.zeros(0, np.int64)
+    if appeals:
+        drop = np.zeros(key.shape[0], bool)
+        flagged = []
+        tagged = set(out_keys.tolist())
+        for k, lst in appeals.items():
+            a, b = np.searchsorted(key, k), np.searchsorted(key, k, side="right")
+            for ap in lst:
+                codes = CODE_TO_CLASS[[c for c in ap.codes if c < CODE_TO_CLASS.size]]
+                d = np.isin(cls[a:b], codes) & (ts[a:b] < ap.filed_ts)
+                drop[a:b] |= d
+            if b > a or k in tagged:
+                flagged.append(k)
+        stats["appeal_dropped"] = int(drop.sum())
+        key, rep, ts, cls, comp = (x[~drop] for x in (key, rep, ts, cls, comp))
+        appeal_flag = np.array(sorted(flagged), np.int64)
+    stats["votes"] = int(key.shape[0])
+
+    items, item = np.unique(key, return_inverse=True)
+    item = item.ravel()
+    n_items = items.shape[0]
+    w = np.power(0.5, (as_of - ts) / (cfg.half_life_days * DAY))
+    day = ts // DAY
+    if cfg.defences:
+        h = D.history_factor(rep, ts, first_ts, cfg.new_account_weight, cfg.maturity_days)
+        young = h < 1.0
+        bloc, n_blocs = D.find_blocs(item, rep, ts, n_reps, window_days=cfg.bloc_window_days,
+                                     neighbours=cfg.bloc_neighbours,
+                                     min_shared=cfg.bloc_min_shared,
+                                     min_overlap=cfg.bloc_min_overlap)
+        stats["blocs"] = n_blocs
+        stats["reporters_in_blocs"] = int((bloc != np.arange(n_reps)).sum() + n_blocs)
+        unit = bloc[rep]
+        w = w * h
+        w = w * D.collapse(item, unit, young, day, w, cfg.cohort_cap)
+        w = w * D.bound_influence(rep, w, n_reps, cfg.influence_budget)
+        # publication units: young accounts once per (number, day); a bloc once; others each
+        is_bloc = np.zeros(n_reps, bool)
+        is_bloc[bloc[bloc != np.arange(n_reps)]] = True
+        is_bloc |= bloc != np.arange(n_reps)
+        pub_unit = np.where(young, -(1 + day), np.where(is_bloc[rep], bloc[rep],
+                                                        rep.astype(np.int64)))
+    else:
+        unit = rep.astype(np.int64)
+        pub_unit = unit
+
+    if cfg.method == "em" and n_items:
+        n_units = _distinct_per_item(item, unit, n_items)
+        res = fit(item, rep, cls, w, unit, n_items, n_reps, K,
+                  prior_accuracy=cfg.prior_accuracy, prior_strength=cfg.prior_strength,
+                  accuracy_bounds=(cfg.accuracy_min, cfg.accuracy_max),
+                  iterations=cfg.em_iterations, tol=cfg.em_tol, loo=cfg.defences,
+                  learn_mask=(n_units[item] >= 2) if cfg.defences else None)
+        s = res.log_post.copy()
+        s -= s.max(axis=1, keepdims=True)
+        post = np.exp(s)
+        post /= post.sum(axis=1, keepdims=True)
+        stats["em_iterations"] = res.iterations
+        accuracy = res.accuracy
+    else:
+        cell = item.astype(np.int64) * K + cls
+        post = np.bincount(cell, w, minlength=n_items * K).reshape(n_items, K)
+        tot = post.sum(axis=1, keepdims=True)
+        post = np.where(tot > 0, post / np.maximum(tot, 1e-300), 1.0 / K)
+        accuracy = None
+    # the best category is chosen among the categories someone voted for on that number, so weak
+    # evidence never turns a number tagged only "legit" into the prior's favourite harmful class
+    voted = np.zeros((n_items, K), bool)
+    voted[item, cls] = True
+    best = np.where(voted, post, -1.0).argmax(axis=1) if n_items else np.zeros(0, np.int64)
+    conf = post[np.arange(n_items), best] if n_items else np.zeros(0)
+
+    # counts for the best class: distinct reporters, independent units, company, last evidence
+    on_best = cls == best[item]
+    reporters = np.bincount(item[on_best], minlength=n_items)
+    units = _distinct_per_item(item[on_best], pub_unit[on_best], n_items)
+    conf = calibrate(conf, units, cfg.calibration)
+    last_ts = np.zeros(n_items, np.int64)
+    np.maximum.at(last_ts, item, ts)
+    company = _top_company(item[on_best], comp[on_best], n_items, events.companies)
+
+    mr, mc = cfg.thresholds()
+    published = (units >= mr[best]) & (reporters >= mr[best]) & (conf >= mc[best] - 1e-12)
+    flags = np.zeros(n_items, np.int64)
+    if appeal_flag.size:
+        pos = np.clip(np.searchsorted(appeal_flag, items), 0, appeal_flag.size - 1)
+        flags[appeal_flag[pos] == items] |= FLAG_APPEAL
+        if cfg.appeal_min_reporters:
+            app = (flags & FLAG_APPEAL) > 0
+            published &= ~app | (units >= cfg.appeal_min_reporters)
+    if verified:
+        vk = np.array(sorted(verified), np.int64)
+        pos = np.clip(np.searchsorted(vk, items), 0, vk.size - 1)
+        isv = vk[pos] == items
+        for i in np.flatnonzero(isv):
+            flags[i] |= FLAG_VERIFIED
+            company[i] = verified[int(items[i])] or company[i]
+            a, b = np.searchsorted(item, i), np.searchsorted(item, i, side="right")
+            if HARMFUL[best[i]]:  # never harmful: the likeliest benign class voted, else legit
+                voted = np.zeros(K, bool)
+                voted[cls[a:b]] = True
+                benign = np.where(~HARMFUL & voted, post[i], -1.0)
+                best[i] = int(benign.argmax()) if benign.max() >= 0 else LEGIT
+            conf[i] = 1.0
+            published[i] = True
+            reporters[i] = int((cls[a:b] == best[i]).sum())
+
+    # rows for tagged numbers with no remaining evidence (all before reissue / appealed)
+    result_keys = out_keys
+    n_out = result_keys.shape[0]
+    pos = np.searchsorted(result_keys, items)
+    col = dict(category=np.full(n_out, CODES[LEGIT], np.int16), confidence=np.zeros(n_out),
+               reporters=np.zeros(n_out, np.int64), published=np.zeros(n_out, bool),
+               flags=np.zeros(n_out, np.int64), last_ts=np.zeros(n_out, np.int64))
+    col["category"][pos] = CODES[best]
+    col["confidence"][pos] = conf
+    col["reporters"][pos] = reporters
+    col["published"][pos] = published
+    col["flags"][pos] = flags
+    col["last_ts"][pos] = last_ts
+    comp_out = [""] * n_out
+    for p, c in zip(pos.tolist(), company):
+        comp_out[p] = c
+    if appeal_flag.size:  # appealed numbers whose evidence is all gone still carry the flag
+        fpos = np.clip(np.searchsorted(result_keys, appeal_flag), 0, max(n_out - 1, 0))
+        if n_out:
+            col["flags"][fpos[result_keys[fpos] == appeal_flag]] |= FLAG_APPEAL
+    if verified and n_out:
+        vk = np.array(sorted(verified), np.int64)
+        vpos = np.clip(np.searchsorted(vk, result_keys), 0, vk.size - 1)
+        for p in np.flatnonzero(vk[vpos] == result_keys):
+            col["flags"][p] |= FLAG_VERIFIED
+            comp_out[p] = verified[int(result_keys[p])] or comp_out[p]
+    stats["numbers"] = int(n_out)
+    stats["published"] = int(col["published"].sum())
+    ranges = build_ranges(result_keys, col, cfg, HARMFUL[CODE_TO_CLASS[col["category"]]],
+                          set(verified)) if cfg.ranges else None
+    return ConsensusResult(key=result_keys, company=comp_out, ranges=ranges, as_of=as_of,
+                           config=cfg, stats=stats, reporter_accuracy=accuracy,
+                           reporter_ids=ev.reporters, **col)
+
+
+def calibrate(p: np.ndarray, units: np.ndarray, coef: tuple[float, float, float]) -> np.ndarray:
+    """Platt-style map of the raw posterior of the best class to a calibrated probability."""
+    a, b, c = coef
+    if (a, b, c) == (1.0, 0.0, 0.0):
+        return p
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    z = a * np.log(q / (1 - q)) + b * np.log1p(units) + c
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _distinct_per_item(item: np.ndarray, unit: np.ndarray, n_items: int) -> np.ndarray:
+    if item.size == 0:
+        return np.zeros(n_items, np.int64)
+    u = np.unique(np.stack([item.astype(np.int64), unit.astype(np.int64)]), axis=1)
+    return np.bincount(u[0], minlength=n_items)
+
+
+def _top_company(item: np.ndarray, comp: np.ndarray, n_items: int, names: list[str]) -> list[str]:
+    out = [""] * n_items
+    m = comp >= 0
+    if not m.any():
+        return out
+    pairs, counts = np.unique(np.stack([item[m].astype(np.int64), comp[m].astype(np.int64)]),
+                              axis=1, return_counts=True)
+    order = np.lexsort((-counts, pairs[0]))
+    first = np.ones(order.size, bool)
+    first[1:] = pairs[0][order][1:] != pairs[0][order][:-1]
+    for j in order[first]:
+        out[int(pairs[0][j])] = names[int(pairs[1][j])]
+    return out
