@@ -119,8 +119,15 @@ def normalize(raw, region: str = "CN") -> NumberFacts:
 
 
 def key_of(raw, region: str = "CN") -> int | None:
-    """The canonical key of a raw caller string, or None when it has none (cached)."""
-    return normalize(raw, region).key
+    """The canonical key of a raw caller string, or None when it has none (cached).
+
+    Same key as `normalize(raw, region).key`, without the carrier and place look-ups."""
+    text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    region = (region or "CN").upper() if isinstance(region, str) else "CN"
+    try:
+        return _key(text, region)
+    except Exception:
+        return None
 
 
 def is_short_key(key: int) -> bool:
@@ -155,7 +162,12 @@ def _irregular(text: str, reason: str, **facts) -> NumberFacts:
 
 
 @lru_cache(maxsize=1 << 19)
-def _normalize(text: str, region: str) -> NumberFacts:
+def _key(text: str, region: str) -> int | None:
+    return _normalize.__wrapped__(text, region, details=False).key
+
+
+@lru_cache(maxsize=1 << 19)
+def _normalize(text: str, region: str, details: bool = True) -> NumberFacts:
     if len(text) > MAX_INPUT_CHARS:
         return _irregular(text, "too_long_input")
     cleaned = _SEPARATORS.sub("", text.translate(_FULLWIDTH))
@@ -179,7 +191,7 @@ def _normalize(text: str, region: str) -> NumberFacts:
         number = phonenumbers.parse(("+" if plus else "") + digits, region)
     except NumberParseException as exc:
         return _irregular(text, _PARSE_REASONS.get(exc.error_type, "unparseable"))
-    return _facts(text, number)
+    return _facts(text, number, details)
 
 
 def _strip_ip_dial_prefix(digits: str) -> str:
@@ -199,7 +211,7 @@ def _short(text: str, cc: int, digits: str, region: str | None) -> NumberFacts:
                        city=None, valid=True, irregular=None)
 
 
-def _facts(text: str, number: phonenumbers.PhoneNumber) -> NumberFacts:
+def _facts(text: str, number: phonenumbers.PhoneNumber, details: bool = True) -> NumberFacts:
     cc = number.country_code
     nsn = phonenumbers.national_significant_number(number)
     region, kind = _region_and_type(number, nsn)
@@ -219,7 +231,9 @@ def _facts(text: str, number: phonenumbers.PhoneNumber) -> NumberFacts:
     if len(nsn) + len(str(cc)) > 15:  # E.164 caps numbers at 15 digits; keys rely on it
         return _irregular(text, "too_long", region=region, country_code=cc)
     carrier_name = province = city = None
-    if cc == 86 and kind == "mobile":
+    if not details:
+        pass
+    elif cc == 86 and kind == "mobile":
         kind, carrier_name, province, city = _cn_mobile(nsn)
     elif cc == 86 and kind == "fixed_line":
         province, city = _cn_fixed_place(number)

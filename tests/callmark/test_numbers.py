@@ -128,3 +128,10 @@ def test_cli_prints_one_json_object_per_input():
     for field in ("input", "key", "e164", "type", "carrier", "region", "valid", "irregular"):
         assert all(field in r for r in rows)
     assert rows[0]["key"] == MOBILE and rows[2]["valid"] is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.from_regex(r"(\+|00)?[0-9 \-]{3,18}", fullmatch=True)),
+       st.sampled_from(["CN", "US", "DE"]))
+def test_key_of_agrees_with_normalize(raw, region):
+    assert key_of(raw, region) == normalize(raw, region).key
