@@ -1,7 +1,7 @@
 """Benchmark the number normaliser on a real complaint stream.
 
 Example:
-    python -m tools.bench.numbers --data ../shared/data/ftc-dnc/complaint_numbers_by_day.csv.gz
+    python tools/bench/normalize.py --data ../shared/data/ftc-dnc/complaint_numbers_by_day.csv.gz
 
 Prints rows per second with the cache (how callmark runs) against the uncached baseline measured in the
 same run on a sample, and the share of irregular numbers with their reasons. The PhoneBlock list
