@@ -1,0 +1,1 @@
+"""HTTP blueprints, one per resource: sync, devices, tags, lookup, appeals, admin, ops."""

@@ -1,0 +1,160 @@
+"""Server configuration: one typed dataclass, filled from CALLMARK_* environment variables.
+
+Every field can be set from the environment (name in the comment). `Config.from_env()` reads them;
+`Config.from_dict()` / `to_dict()` round-trip for tests and for `callmark serve --print-config`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from server.errors import ConfigError
+
+ENV_PREFIX = "CALLMARK_"
+
+
+@dataclass
+class Config:
+    """All knobs of the server. Units are in the comments; env var = CALLMARK_ + upper-case name."""
+
+    data_dir: str = "./var"                 # CALLMARK_DATA_DIR: the SQLite store lives here
+    exports_dir: str = "./exports"          # CALLMARK_EXPORTS_DIR: published artefacts (read only)
+    device_secret: str = ""                 # CALLMARK_DEVICE_SECRET: HMAC key for device ids; empty =
+                                            #   generated once and kept in <data_dir>/device_secret
+    admin_key: str = ""                     # CALLMARK_ADMIN_KEY: bootstrap admin API key (all scopes)
+    max_body_bytes: int = 1_048_576         # CALLMARK_MAX_BODY_BYTES: larger request bodies get 413
+    max_batch: int = 500                    # CALLMARK_MAX_BATCH: tag events per POST /v1/tags
+    daily_cap: int = 50                     # CALLMARK_DAILY_CAP: stored tags per reporter per UTC day;
+                                            #   more are acknowledged but flagged over_cap
+    tags_limit_device: str = "120/minute"   # CALLMARK_TAGS_LIMIT_DEVICE: POST /v1/tags per token
+    tags_limit_ip: str = "1200/minute"      # CALLMARK_TAGS_LIMIT_IP: POST /v1/tags per client IP
+    devices_limit_ip: str = "60/hour"       # CALLMARK_DEVICES_LIMIT_IP: registrations per client IP
+    appeals_limit_ip: str = "20/hour"       # CALLMARK_APPEALS_LIMIT_IP: appeals per client IP
+    default_limit_ip: str = "6000/minute"   # CALLMARK_DEFAULT_LIMIT_IP: every other endpoint per IP
+    ratelimit_enabled: bool = True          # CALLMARK_RATELIMIT_ENABLED
+    ratelimit_storage_uri: str = "callmark-memory://"  # CALLMARK_RATELIMIT_STORAGE_URI: the
+                                            #   default is per process (per gunicorn worker);
+                                            #   redis://… shares counters between workers
+    trusted_proxies: int = 0                # CALLMARK_TRUSTED_PROXIES: X-Forwarded-For hops to trust
+    lookup_k: int = 20                      # CALLMARK_LOOKUP_K: minimum expected labels per bucket
+    lookup_min_prefix: int = 1              # CALLMARK_LOOKUP_MIN_PREFIX: hex chars
+    lookup_max_prefix: int = 8              # CALLMARK_LOOKUP_MAX_PREFIX: hex chars (upper bound)
+    lookup_max_bucket: int = 5000           # CALLMARK_LOOKUP_MAX_BUCKET: answers larger are refused
+    sync_min_wait_s: int = 3600             # CALLMARK_SYNC_MIN_WAIT_S: seconds before the next sync;
+                                            #   a larger manifest hints.min_poll_seconds wins
+    sync_jitter_s: int = 3600               # CALLMARK_SYNC_JITTER_S: add uniform(0, this) seconds
+    retry_after_s: int = 30                 # CALLMARK_RETRY_AFTER_S: Retry-After on 503
+    manifest_max_age_s: int = 60            # CALLMARK_MANIFEST_MAX_AGE_S: Cache-Control max-age
+    max_delta_chain: int = 30               # CALLMARK_MAX_DELTA_CHAIN: more versions behind = full
+    sqlite_synchronous: str = "FULL"        # CALLMARK_SQLITE_SYNCHRONOUS: FULL (power-safe) | NORMAL
+    busy_timeout_ms: int = 10000            # CALLMARK_BUSY_TIMEOUT_MS: wait for the write lock
+    metrics_enabled: bool = True            # CALLMARK_METRICS_ENABLED: serve /metrics
+    release_command: str = ""               # CALLMARK_RELEASE_COMMAND: e.g. "callmark"; enables
+                                            #   promote/rollback over HTTP via that CLI
+    extra: dict = field(default_factory=dict)  # free-form, not read from env
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the bad field and how to fix it."""
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError("sqlite_synchronous must be FULL, NORMAL or EXTRA "
+                              f"(got {self.sqlite_synchronous!r}); set CALLMARK_SQLITE_SYNCHRONOUS")
+        for name in ("max_body_bytes", "max_batch", "daily_cap", "lookup_k", "lookup_min_prefix",
+                     "lookup_max_prefix", "lookup_max_bucket", "max_delta_chain", "busy_timeout_ms"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)}); "
+                                  f"set {ENV_PREFIX}{name.upper()}")
+        for name in ("sync_min_wait_s", "sync_jitter_s", "retry_after_s", "manifest_max_age_s",
+                     "trusted_proxies"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not 1 <= self.lookup_min_prefix <= self.lookup_max_prefix <= 64:
+            raise ConfigError("need 1 <= lookup_min_prefix <= lookup_max_prefix <= 64")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def exports_path(self) -> Path:
+        return Path(self.exports_dir)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_path / "callmark.sqlite"
+
+    def secret_bytes(self) -> bytes:
+        """The device HMAC key: the configured one, else a random one persisted in data_dir."""
+        if self.device_secret:
+            return self.device_secret.encode()
+        path = self.data_path / "device_secret"
+        if not path.exists():
+            self.data_path.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(secrets.token_hex(32))
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, path)      # atomic: the first worker wins, others read its key
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip().encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for hidden in ("device_secret", "admin_key"):
+            if d[hidden]:
+                d[hidden] = "***"
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+        """Build from a mapping; unknown keys raise ConfigError."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known: {sorted(names)}")
+        return cls(**dict(d))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+        """Read CALLMARK_* variables (typed by the dataclass field), then apply overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}")
+        values.update(overrides)
+        return cls(**values)
+
+
+def _coerce(name: str, typ: Any, raw: str) -> Any:
+    typ = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    env = ENV_PREFIX + name.upper()
+    if typ == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{env} must be an integer (got {raw!r})") from None
+    if typ == "bool":
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{env} must be true/false (got {raw!r})")
+    return raw

@@ -1,0 +1,165 @@
+"""Server exceptions and the one JSON error handler.
+
+Every error answer has the same JSON body: `{"code": 422, "status": "Unprocessable Entity",
+"message": "...", "errors": {...field errors, optional}}` (the flask-smorest ErrorSchema shape,
+so the OpenAPI document describes it).
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+log = logging.getLogger("callmark.server")
+
+
+class ServerError(Exception):
+    """Base class of callmark server errors (carries an HTTP status)."""
+
+    status = 500
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str, errors: dict | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        if headers:
+            self.headers = dict(headers)
+
+
+class ConfigError(ServerError):
+    """A configuration value is missing or invalid."""
+
+
+class StoreError(ServerError):
+    """The store cannot be opened or migrated."""
+
+
+class StoreBusy(ServerError):
+    """The store stayed locked past the busy timeout; retry later."""
+
+    status = 503
+
+
+class BadRequest(ServerError):
+    """The request is malformed."""
+
+    status = 400
+
+
+class Unauthorized(ServerError):
+    """Missing or unknown credentials."""
+
+    status = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ServerError):
+    """Credentials are valid but lack the needed scope."""
+
+    status = 403
+
+
+class NotFound(ServerError):
+    """The named resource does not exist."""
+
+    status = 404
+
+
+class Conflict(ServerError):
+    """The resource is in a state that forbids the action."""
+
+    status = 409
+
+
+class UnsupportedMediaType(ServerError):
+    """The request body has the wrong Content-Type."""
+
+    status = 415
+
+
+class Unprocessable(ServerError):
+    """The body parsed but failed validation (field-level errors attached)."""
+
+    status = 422
+
+
+class NotImplementedYet(ServerError):
+    """The feature needs a component that is not available in this deployment."""
+
+    status = 501
+
+
+class Unavailable(ServerError):
+    """A dependency (exports, store) is not ready."""
+
+    status = 503
+
+
+def error_body(code: int, message: str, errors: dict | None = None) -> dict:
+    body = {"code": code, "status": HTTP_STATUS_CODES.get(code, "Error"), "message": message}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def _respond(code: int, message: str, errors=None, headers=None):
+    resp = jsonify(error_body(code, message, errors))
+    resp.status_code = code
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def register_error_handlers(app: Flask, retry_after_s: int) -> None:
+    """Install the single JSON error handler for HTTP, server, store and unexpected errors."""
+
+    def on_server_error(e: ServerError):
+        headers = dict(e.headers)
+        if e.status in (429, 503):
+            headers.setdefault("Retry-After", str(retry_after_s))
+        return _respond(e.status, e.message, e.errors, headers)
+
+    def on_http(e: HTTPException):
+        code = e.code or 500
+        message = e.description or HTTP_STATUS_CODES.get(code, "Error")
+        errors = None
+        data = getattr(e, "data", None)          # webargs/flask-smorest validation details
+        if isinstance(data, dict):
+            errors = data.get("messages")
+            message = data.get("message", "Validation failed" if errors else message)
+            if errors:
+                message = "Request failed validation: see 'errors' for each field"
+        headers = {}
+        if e.response is None:
+            for k, v in (e.get_headers() or []):
+                if k.lower() != "content-type":
+                    headers[k] = v
+        if code == 429:
+            headers.setdefault("Retry-After", "60")
+            message = f"Rate limit exceeded ({e.description}); retry after the Retry-After seconds"
+        if code == 413:
+            message = ("Request body too large; send smaller batches "
+                       f"(max {app.config.get('MAX_CONTENT_LENGTH')} bytes)")
+        return _respond(code, message, errors, headers)
+
+    def on_sqlite(e: sqlite3.OperationalError):
+        if "locked" in str(e) or "busy" in str(e):
+            return _respond(503, "Store is busy; retry later", None,
+                            {"Retry-After": str(retry_after_s)})
+        log.exception("store error")
+        return _respond(500, "Internal store error", None)
+
+    def on_unexpected(e: Exception):
+        if isinstance(e, HTTPException):
+            return on_http(e)
+        log.exception("unhandled error")
+        return _respond(500, "Internal server error", None)
+
+    app.register_error_handler(ServerError, on_server_error)
+    app.register_error_handler(HTTPException, on_http)
+    app.register_error_handler(sqlite3.OperationalError, on_sqlite)
+    app.register_error_handler(Exception, on_unexpected)

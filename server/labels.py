@@ -1,0 +1,74 @@
+"""Loading a consensus LABELS.csv into the server's lookup table (docs/interfaces.md, "Labels")."""
+from __future__ import annotations
+
+import csv
+import os
+from typing import IO, Iterator
+
+from callmark.categories import by_code, by_key, is_key
+from callmark.numbers import lookup_hash, normalize
+from server.errors import Unprocessable
+from server.store import Store, open_store
+
+REQUIRED = ("number", "category", "confidence", "reporters", "published")
+TRUE = {"1", "true", "yes", "y", "t"}
+MAX_ERRORS = 20
+
+
+def _num(v: str | None, cast, default=None):
+    if v is None or v == "":
+        return default
+    return cast(float(v)) if cast is int else cast(v)
+
+
+def parse_labels(fh: IO[str]) -> Iterator[dict]:
+    """Rows for `Store.replace_labels` from a LABELS.csv stream (published rows only).
+
+    Raises Unprocessable listing up to 20 bad lines (line number, what was wrong)."""
+    reader = csv.DictReader(fh)
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise Unprocessable(f"LABELS.csv lacks columns {missing}; the header must start with "
+                            f"{','.join(REQUIRED)}", {"csv": {"header": [f"missing {missing}"]}})
+    errors: dict[str, list[str]] = {}
+    for line, r in enumerate(reader, start=2):
+        if str(r.get("published", "")).strip().lower() not in TRUE:
+            continue
+        try:
+            raw = (r.get("number") or "").strip()
+            facts = normalize(raw) if not raw.startswith("+") else None
+            e164 = raw if facts is None else facts.e164
+            if not e164:
+                raise ValueError(f"number {raw!r} is not readable")
+            cat = (r.get("category") or "").strip()
+            c = by_key(cat) if is_key(cat) else by_code(int(cat))
+            row = {"hash": lookup_hash(e164), "number": e164, "category": c.key, "code": c.code,
+                   "confidence": _num(r.get("confidence"), float, 0.0),
+                   "reporters": _num(r.get("reporters"), int, 0),
+                   "flags": _num(r.get("flags"), int, 0), "last_ts": _num(r.get("last_ts"), int),
+                   "company": (r.get("company") or None)}
+        except Exception as e:  # noqa: BLE001 - every bad line is reported, none crashes
+            if len(errors) < MAX_ERRORS:
+                errors[f"line {line}"] = [str(e)]
+            continue
+        if not errors:
+            yield row
+    if errors:
+        raise Unprocessable(f"LABELS.csv has bad lines (first {len(errors)} shown); fix and "
+                            "upload again: nothing was changed", {"csv": errors})
+
+
+def load_labels(store: Store, fh: IO[str], version: str, actor: str = "system") -> int:
+    """Replace the lookup table from a LABELS.csv stream atomically; returns the row count."""
+    return store.replace_labels(parse_labels(fh), version, actor)
+
+
+def load_labels_file(data_dir: str | os.PathLike, csv_path: str | os.PathLike,
+                     version: str) -> int:
+    """Library entry point: load `csv_path` into the store under `data_dir`."""
+    store = open_store(data_dir, create=True)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            return load_labels(store, fh, version, "cli")
+    finally:
+        store.close()
