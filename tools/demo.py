@@ -130,7 +130,7 @@ def upload_tags(server: Server, events: list[dict], tokens: dict[str, str]) -> d
     for ev in events:
         by_reporter.setdefault(ev["reporter"], []).append(ev)
     http = requests.Session()
-    counts = {"accepted": 0, "duplicates": 0, "devices": 0}
+    counts = {"acked": 0, "duplicates": 0, "devices": 0}
     for reporter, evs in tqdm(sorted(by_reporter.items()), desc="upload tags", unit="device",
                               mininterval=1.0):
         if reporter not in tokens:
@@ -145,7 +145,7 @@ def upload_tags(server: Server, events: list[dict], tokens: dict[str, str]) -> d
             if r.status_code != 200:
                 raise click.ClickException(f"tag upload refused ({r.status_code}): {r.text[:300]}")
             body = r.json()
-            for k in ("accepted", "duplicates"):
+            for k in ("acked", "duplicates"):
                 counts[k] += int(body.get(k, 0))
     return counts
 
@@ -257,7 +257,7 @@ def print_summary(summary: dict, work: Path) -> None:
         n, b, rp = d["day"], d["build"], d["replay"]
         acc = rp.get("accuracy", {})
         rows += [
-            (f"day {n}: tags uploaded (new devices)", f"{d['uploaded']['accepted']:,} ({d['uploaded']['devices']:,})"),
+            (f"day {n}: tags uploaded (new devices)", f"{d['uploaded']['acked']:,} ({d['uploaded']['devices']:,})"),
             (f"day {n}: labels / published", f"{b['stats'].get('labels', 0):,} / {b['stats'].get('published', 0):,}"),
             (f"day {n}: release version", str(d["manifest_version"])),
             (f"day {n}: full pack entries, wire / SQLite bytes",
