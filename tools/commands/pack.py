@@ -1,0 +1,128 @@
+"""`callmark pack …`: build label packs and deltas, apply a delta, print figures (stable CLI)."""
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from callmark.errors import CallmarkError
+
+
+def _fail(exc: Exception):
+    raise click.ClickException(str(exc)) from None
+
+
+@click.group("pack")
+def command():
+    """Label packs: build, delta, apply, stats.
+
+    Example: callmark pack build --labels out/labels.csv --version 3 --out exports/packs/v3
+    """
+
+
+@command.command("build")
+@click.option("--labels", "labels", required=True, type=click.Path(dir_okay=False),
+              help="Consensus LABELS.csv (ranges are read from <stem>.ranges.csv if present).")
+@click.option("--version", "version", required=True, type=click.IntRange(min=0), help="Pack version N.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--region", default="CN", show_default=True, help="ISO country of the packs.")
+@click.option("--lite-budget", default=512 * 1024, show_default=True, type=click.IntRange(min=1024),
+              help="Wire bytes the lite pack may use.")
+@click.option("--no-lite", is_flag=True, help="Skip the lite pack.")
+@click.option("--no-provinces", is_flag=True, help="Skip the per-province packs.")
+@click.option("--built-at", default=None, help="ISO time to record (default: now).")
+def build_cmd(labels, version, out, region, lite_budget, no_lite, no_provinces, built_at):
+    """Build full, lite and province packs (SQLite + wire form) from LABELS.csv.
+
+    Example: callmark pack build --labels labels.csv --version 3 --out packs/v3
+    """
+    from trainer.packs import PackConfig, build_packs, read_labels_csv
+    try:
+        table = read_labels_csv(labels, region=region)
+        cfg = PackConfig(region=region, lite=not no_lite, lite_budget_bytes=lite_budget,
+                         provinces=not no_provinces)
+        idx = build_packs(table, version, out, cfg, built_at=built_at)
+    except (CallmarkError, OSError) as exc:
+        _fail(exc)
+    for p in idx["packs"]:
+        click.echo(f"{p['name']}: {p['entries']} entries, wire {p['wire_bytes']} B "
+                   f"({p['wire_bytes'] / max(1, p['entries']):.2f} B/entry), sqlite {p['sqlite_bytes']} B")
+    click.echo(f"wrote {os.path.join(out, 'index.json')}")
+
+
+@command.command("delta")
+@click.option("--old", "old", required=True, type=click.Path(file_okay=False), help="Pack directory A.")
+@click.option("--new", "new", required=True, type=click.Path(file_okay=False), help="Pack directory B.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Delta directory.")
+def delta_cmd(old, new, out):
+    """Write deltas from version A to B for every pack in both directories.
+
+    Example: callmark pack delta --old packs/v2 --new packs/v3 --out deltas/v2-v3
+    """
+    from trainer.packs import make_deltas
+    try:
+        idx = make_deltas(old, new, out)
+    except (CallmarkError, OSError) as exc:
+        _fail(exc)
+    for d in idx["deltas"]:
+        click.echo(f"{d['name']}: {d['bytes']} B, {d['upserts']} upserts, {d['removals']} removals")
+    click.echo(f"wrote {os.path.join(out, 'index.json')}")
+
+
+def _find_delta(pack_meta: dict, delta: str) -> tuple[str, dict | None]:
+    if not os.path.isdir(delta):
+        return delta, None
+    from trainer.packs import read_index
+    idx = read_index(delta)
+    for d in idx.get("deltas", []):
+        if d["name"] == pack_meta.get("name") and d["from_state_hash"] == pack_meta.get("state_hash"):
+            return os.path.join(delta, d["file"]), d
+    for d in idx.get("deltas", []):
+        if d["name"] == pack_meta.get("name"):
+            return os.path.join(delta, d["file"]), d
+    raise click.ClickException(f"{delta} has no delta for pack {pack_meta.get('name')!r}")
+
+
+@command.command("apply")
+@click.option("--pack", "pack", required=True, type=click.Path(dir_okay=False), help="Pack .sqlite file.")
+@click.option("--delta", "delta", required=True, type=click.Path(),
+              help="Delta directory (or one .delta blob).")
+def apply_cmd(pack, delta):
+    """Apply a delta to a pack atomically and verify its state hash.
+
+    Example: callmark pack apply --pack CN-full-v2.sqlite --delta deltas/v2-v3
+    """
+    from callmark.pack import apply_delta, read_pack_meta
+    try:
+        meta = read_pack_meta(pack)
+        blob, entry = _find_delta(meta, delta)
+        new = apply_delta(pack, blob, expected_state_hash=entry and entry["to_state_hash"],
+                          expected_sha256=entry and entry["sha256"])
+    except (CallmarkError, OSError) as exc:
+        _fail(exc)
+    click.echo(json.dumps({"pack": pack, "version": int(new["version"]), "entries": int(new["entries"]),
+                           "state_hash": new["state_hash"]}))
+
+
+@command.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.argument("path", type=click.Path(exists=True))
+def stats_cmd(as_json, path):
+    """Figures of a pack directory, a delta directory, a .sqlite pack or a wire blob.
+
+    Example: callmark pack stats --json packs/v3
+    """
+    from trainer.packs import stats
+    try:
+        st = stats(path)
+    except (CallmarkError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(st, ensure_ascii=False))
+        return
+    for k, v in st.items():
+        if k not in ("packs", "deltas"):
+            click.echo(f"{k}: {v}")
+    for p in st.get("packs", []) + st.get("deltas", []):
+        click.echo(f"  {p['name']}: {p.get('entries')} entries, {p.get('wire_bytes', p.get('bytes'))} B")
