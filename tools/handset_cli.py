@@ -1,0 +1,214 @@
+"""`callmark handset …`: the thin click layer over tools.handset.Handset (imported as
+`tools.handset.command`)."""
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime, timezone
+
+import click
+
+from callmark.errors import CallmarkError
+from callmark.manifest_errors import ManifestError
+from callmark.rules import VERIFICATION
+
+LIST_KINDS = ("contact", "allow", "block")
+
+
+def _handset(ctx: click.Context):
+    from tools.handset import Handset
+    o = ctx.obj
+    return Handset(o["state"], o["server"], root=o["root"], tofu=o["tofu"], channel=o["channel"],
+                   region=o["region"])
+
+
+def _errors(fn):
+    """Turn library errors into one-line CLI errors (no traceback)."""
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except (CallmarkError, ManifestError, OSError) as e:
+            raise click.ClickException(f"{type(e).__name__}: {e}") from None
+    return wrapper
+
+
+def _out(obj: dict, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(obj, indent=1, ensure_ascii=False, default=str) if as_json else text)
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if t else "-"
+
+
+@click.group("handset")
+@click.option("--state", "state", default="./var/handset", show_default=True, envvar="CALLMARK_HANDSET_STATE",
+              type=click.Path(file_okay=False), help="Handset state directory (created on first use).")
+@click.option("--server", "server", default=None, envvar="CALLMARK_SERVER",
+              help="Sync server URL (http://HOST:PORT) or an exports/ mirror directory; remembered.")
+@click.option("--root", "root", default=None, type=click.Path(dir_okay=False),
+              help="Trusted root.json shipped with the app (needed on the first sync).")
+@click.option("--trust-on-first-use", "tofu", is_flag=True,
+              help="No --root: trust the server's root v1 on the first sync (demo only).")
+@click.option("--channel", default=None, help="Release channel (default stable; remembered).")
+@click.option("--region", default=None, help="Phone region, ISO code (default CN; remembered).")
+@click.pass_context
+def command(ctx, state, server, root, tofu, channel, region):
+    """The reference handset client: sync packs, label calls offline, queue and upload tags.
+
+    Example: callmark handset --state var/phone --server http://127.0.0.1:8080 --root exports/root/1.root.json sync
+    """
+    ctx.obj = {"state": state, "server": server, "root": root, "tofu": tofu, "channel": channel,
+               "region": region}
+
+
+@command.command("sync")
+@click.option("--force", is_flag=True, help="Ignore the server's wait hint and back-off timer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@_errors
+def sync_cmd(ctx, force, as_json):
+    """Fetch and verify the signed manifest, then a delta or the full pack, and the model.
+
+    Example: callmark handset --state var/phone --server http://127.0.0.1:8080 sync --force
+    """
+    with _handset(ctx) as h:
+        r = h.sync(force=force)
+    text = (f"{r.status}: manifest v{r.manifest_version}, pack {r.pack or '-'} v{r.pack_version_before}"
+            f" -> v{r.pack_version}, {r.deltas_applied} delta(s), {r.bytes_downloaded} bytes, model {r.model or '-'}"
+            + (f"\nfallback to full pack: {r.fallback}" if r.fallback else "")
+            + (f"\nerror: {r.error}" if r.error else "")
+            + f"\nnext sync after {_when(r.next_sync_after)} (in {r.wait_s:.0f} s)")
+    _out(r.to_dict(), as_json, text)
+    if r.status in ("failed", "offline"):
+        ctx.exit(1)
+
+
+@command.command("label")
+@click.argument("number")
+@click.option("--ring-s", type=float, default=None, help="Seconds the call rang (after the call).")
+@click.option("--answered/--not-answered", default=None, help="Whether the call was picked up.")
+@click.option("--in-contacts", is_flag=True, help="The caller is in the user's contacts.")
+@click.option("--time", "when", default=None, help="Call time, ISO-8601 or epoch seconds (default now).")
+@click.option("--verification", type=click.Choice(VERIFICATION), default="none", show_default=True,
+              help="Network caller verification status.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.pass_context
+@_errors
+def label_cmd(ctx, number, ring_s, answered, in_contacts, when, verification, as_json):
+    """Decide allow / label / warn / silence / reject for a call, offline, with the reasons.
+
+    Example: callmark handset --state var/phone label +8613812345678 --ring-s 1.5 --not-answered
+    """
+    with _handset(ctx) as h:
+        d = h.label(number, ring_s=ring_s, answered=answered, in_contacts=in_contacts, time=when,
+                    verification=verification)
+    text = (f"{d.action.upper()}" + (f"  {d.category}" if d.category else "")
+            + (f"  ({d.company})" if d.company else "") + f"  confidence {d.confidence:.2f}"
+            + "".join(f"\n  - [{r.step}] {r.detail}" for r in d.reasons)
+            + ("\n  offer: tag this number" if d.offer_tag else ""))
+    _out(d.to_dict(), as_json, text)
+
+
+@command.command("tag")
+@click.argument("number")
+@click.argument("category")
+@click.option("--company", default=None, help="Company name, if known.")
+@click.option("--note", default=None, help="What was said.")
+@click.option("--ring-s", type=float, default=None, help="Seconds it rang.")
+@click.option("--talk-s", type=float, default=None, help="Seconds talked.")
+@click.option("--time", "when", default=None, help="Time of the call, ISO-8601 (default now).")
+@click.pass_context
+@_errors
+def tag_cmd(ctx, number, category, company, note, ring_s, talk_s, when):
+    """Queue a tag for NUMBER (works offline; `upload` sends the queue).
+
+    Example: callmark handset --state var/phone tag +8613812345678 real_estate --company 安居房产
+    """
+    with _handset(ctx) as h:
+        eid = h.tag(number, category, company=company, note=note, ring_s=ring_s, talk_s=talk_s, time=when)
+        n = h.store.tag_counts()["pending"]
+    click.echo(f"queued {eid} ({n} pending)")
+
+
+@command.command("upload")
+@click.option("--batch", "batch", type=click.IntRange(1, 500), default=500, show_default=True,
+              help="Events per request.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@_errors
+def upload_cmd(ctx, batch, as_json):
+    """Upload queued tags in batches (idempotent event ids, retries with backoff).
+
+    Example: callmark handset --state var/phone --server http://127.0.0.1:8080 upload
+    """
+    with _handset(ctx) as h:
+        r = h.upload(batch)
+    _out(r, as_json, f"{r['status']}: sent {r['sent']} in {r['batches']} batch(es), stored {r['stored']}, "
+                     f"duplicates {r['duplicates']}, rejected {r['rejected']}, pending {r['pending']}"
+                     + (f"\nerror: {r['error']}" if r["error"] else ""))
+    if r["status"] != "ok":
+        ctx.exit(1)
+
+
+@command.command("replay")
+@click.argument("calls_csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("--truth", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Simulator truth.csv: also report accuracy.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Label at most this many calls.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@_errors
+def replay_cmd(ctx, calls_csv, truth, limit, as_json):
+    """Label a stream of calls (simulator calls.csv) and print a summary with timings.
+
+    Example: callmark handset --state var/phone replay var/sim/calls.csv --truth var/sim/truth.csv
+    """
+    with _handset(ctx) as h:
+        r = h.replay(calls_csv, limit=limit, truth_csv=truth)
+    lat = r["latency"]
+    lines = [f"{r['calls']} calls in {r['seconds']} s ({r['calls_per_s']}/s); decision p50 {lat['p50_us']} µs, "
+             f"p99 {lat['p99_us']} µs", "actions: " + ", ".join(f"{k} {v}" for k, v in r["actions"].items()),
+             "by path: " + ", ".join(f"{k} p50 {v['p50_us']} / p99 {v['p99_us']} µs"
+                                     for k, v in r["latency_by_source"].items())]
+    if "accuracy" in r:
+        lines.append("accuracy: " + ", ".join(f"{k} {v}" for k, v in r["accuracy"].items()))
+    _out(r, as_json, "\n".join(lines))
+
+
+@command.command("status")
+@click.pass_context
+@_errors
+def status_cmd(ctx):
+    """Show the state: config, last syncs, pack, model, lists and tag queue.
+
+    Example: callmark handset --state var/phone status
+    """
+    with _handset(ctx) as h:
+        click.echo(json.dumps(h.status(), indent=1, ensure_ascii=False, default=str))
+
+
+@command.command("list")
+@click.argument("op", type=click.Choice(["add", "remove", "show"]))
+@click.argument("kind", type=click.Choice(LIST_KINDS), required=False)
+@click.argument("number", required=False)
+@click.option("--name", default=None, help="Contact name.")
+@click.pass_context
+@_errors
+def list_cmd(ctx, op, kind, number, name):
+    """Edit the user's contacts / allow / block lists (checked before anything else).
+
+    Example: callmark handset --state var/phone list add block +8613812345678
+    """
+    with _handset(ctx) as h:
+        if op == "show":
+            for row in h.store.list_rows():
+                click.echo(f"{row['kind']:8} {row['raw']}" + (f"  {row['name']}" if row["name"] else ""))
+            return
+        if not kind or not number:
+            raise click.UsageError("give KIND (contact|allow|block) and NUMBER")
+        if op == "add":
+            h.list_add(kind, number, name)
+            click.echo(f"added {number} to {kind}")
+        else:
+            click.echo(f"removed {number} from {kind}" if h.list_remove(kind, number) else f"{number} was not on {kind}")

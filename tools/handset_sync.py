@@ -1,0 +1,240 @@
+"""Handset sync: signed manifest -> verify -> delta chain or full pack -> atomic apply -> state-hash
+check -> full-pack fallback; then the model (staged rollout, test vectors replayed before use).
+
+Used by tools/handset.py (`Handset.sync`). Only callmark/ and the transport are used here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callmark.manifest import DeltaEntry, Manifest, ModelEntry, PackEntry, TrustedState, Updater
+from callmark.manifest_errors import ManifestError
+from callmark.pack import (
+    PackError, UpdatePolicy, apply_delta, expand_wire, plan_update, read_pack_meta,
+)
+from tools.handset_net import ServerRejected, ServerUnavailable, Transport
+from tools.handset_store import (
+    HandsetError, HandsetStore, NoTrustedRootError, SyncState, atomic_write,
+)
+
+DEFAULT_FULL_RESYNC_AFTER = 40  # deltas applied in a row before a forced full pack
+
+
+class ModelCheckError(HandsetError):
+    """A downloaded model failed its contract or test vectors; the previous model stays in use."""
+
+
+@dataclass
+class SyncResult:
+    """What one sync did."""
+
+    status: str  # up_to_date | delta | full | waiting | offline | failed
+    manifest_version: int = 0
+    pack: str = ""
+    pack_version_before: int = 0
+    pack_version: int = 0
+    deltas_applied: int = 0
+    bytes_downloaded: int = 0  # artefact bytes (packs, deltas, model) transferred in this sync
+    bytes_total: int = 0  # all bytes received, metadata included
+    fallback: str = ""  # why a delta path was abandoned for the full pack
+    model: str = ""  # none | current | updated | kept-old (...)
+    error: str = ""
+    next_sync_after: float = 0.0  # epoch seconds
+    wait_s: float = 0.0
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def open_trust(store: HandsetStore, transport: Transport, initial_root: Any, tofu: bool) -> TrustedState:
+    """The handset's TrustedState; bootstraps from the shipped root (or, with tofu, the server's v1)."""
+    if (store.trust_dir / "root.json").is_file():
+        return TrustedState.open(store.trust_dir)
+    if initial_root is None and tofu:
+        initial_root = transport.get("root/1.root.json", 512 * 1024)
+        if initial_root is None:
+            raise NoTrustedRootError("the server publishes no root/1.root.json; pass --root FILE")
+    if initial_root is None:
+        raise NoTrustedRootError(f"{store.dir} has no trusted root yet: pass --root FILE (the root.json "
+                                "shipped with the app), or --trust-on-first-use")
+    if isinstance(initial_root, (str, os.PathLike)) and not Path(initial_root).is_file():
+        raise NoTrustedRootError(f"no root file at {initial_root}")
+    return TrustedState.bootstrap(initial_root, store.trust_dir)
+
+
+def pick_pack(m: Manifest, region: str, tier: str) -> PackEntry:
+    """The manifest's pack for the phone's region and tier (full as the fallback tier)."""
+    cands = [p for p in m.packs if p.region.upper() == region.upper()]
+    for want in (tier, "full"):
+        for p in cands:
+            if p.tier == want:
+                return p
+    if cands:
+        return cands[0]
+    raise HandsetError(f"manifest v{m.version} has no pack for region {region!r} "
+                       f"(packs: {[p.name for p in m.packs]})")
+
+
+class PackSync:
+    """Brings the local pack to the manifest's state, preferring deltas."""
+
+    def __init__(self, store: HandsetStore, transport: Transport, updater: Updater, state: SyncState,
+                 channel: str):
+        self.store, self.t, self.up, self.s, self.channel = store, transport, updater, state, channel
+
+    def current(self, entry: PackEntry) -> tuple[int, str]:
+        path = self.store.pack_path(entry.name)
+        if not path.is_file():
+            return 0, ""
+        try:
+            meta = read_pack_meta(str(path))
+            return int(meta["version"]), meta["state_hash"]
+        except (PackError, KeyError, ValueError, OSError):
+            path.unlink(missing_ok=True)  # unreadable: start again from the full pack
+            return 0, ""
+
+    def run(self, m: Manifest, entry: PackEntry, r: SyncResult) -> None:
+        version, state = self.current(entry)
+        r.pack, r.pack_version_before = entry.name, version
+        if state == entry.state_hash:
+            r.status, r.pack_version = "up_to_date", version
+            return
+        chain = self.plan(m, entry, version, state) if version else []
+        if chain:
+            try:
+                for d in chain:
+                    state = self.apply_one(d, entry, state, r)
+                self.up.check_pack_state(entry.name, state)
+                r.status, r.pack_version = "delta", entry.version
+                self.s.deltas_since_full += len(chain)
+                return
+            except ServerUnavailable:
+                raise
+            except (PackError, ManifestError, ServerRejected, OSError) as e:
+                r.fallback = f"{type(e).__name__}: {e}"
+        elif version:
+            r.fallback = "no usable delta chain"
+        self.full(entry, r)
+
+    def plan(self, m: Manifest, entry: PackEntry, version: int, state: str) -> list[DeltaEntry]:
+        """Delta chain from (version, state) to the entry, or [] for the full pack."""
+        limit = int(m.hints.get("full_resync_after_deltas") or DEFAULT_FULL_RESYNC_AFTER)
+        listed = [d for d in m.deltas if d.name == entry.name]
+        chain = self._server_plan(entry, version, state, listed)
+        if chain is None:
+            policy = UpdatePolicy(max_versions_behind=max(1, limit), max_chain=max(1, min(limit, 30)))
+            plan = plan_update(version, entry.version, [d.to_dict() for d in listed], entry.length, policy)
+            chain = [DeltaEntry.from_dict(d) for d in plan.deltas] if plan.action == "deltas" else []
+        # the chain must start at our exact state and link hash to hash
+        at = state
+        for d in chain:
+            if d.from_state_hash != at:
+                return []
+            at = d.to_state_hash
+        if chain and at != entry.state_hash:
+            return []
+        if self.s.deltas_since_full + len(chain) > limit:
+            return []
+        return chain
+
+    def _server_plan(self, entry: PackEntry, version: int, state: str, listed: list) -> list | None:
+        """Ask POST /v1/update (advisory): the answer must name deltas the signed manifest lists."""
+        if not self.t.is_http:
+            return None
+        try:
+            status, body = self.t.post_json("/v1/update", {"channel": self.channel, "pack": entry.name,
+                                                           "pack_version": version, "state_hash": state})
+        except (ServerUnavailable, HandsetError):
+            return None
+        if status != 200 or not isinstance(body, dict):
+            return None
+        if body.get("status") != "delta":
+            return [] if body.get("status") == "full" else None
+        by_path = {(d.path, d.sha256): d for d in listed}
+        out = []
+        for d in body.get("deltas") or []:
+            hit = by_path.get((d.get("path"), d.get("sha256"))) if isinstance(d, dict) else None
+            if hit is None:
+                return None  # not in the signed manifest: ignore the server's advice
+            out.append(hit)
+        return out
+
+    def _download(self, entry, what: str, r: SyncResult) -> Path:
+        dest = self.store.downloads / Path(entry.path).name
+        self.up.require_listed(entry)
+        _, got = self.t.download(entry, dest, self.store.downloads)
+        r.bytes_downloaded += got
+        return dest
+
+    def apply_one(self, d: DeltaEntry, entry: PackEntry, state: str, r: SyncResult) -> str:
+        self.up.check_delta(d, state)
+        blob = self._download(d, "delta", r)
+        try:
+            meta = apply_delta(str(self.store.pack_path(entry.name)), str(blob),
+                               expected_state_hash=d.to_state_hash, expected_sha256=d.sha256)
+        finally:
+            blob.unlink(missing_ok=True)
+        r.deltas_applied += 1
+        return meta["state_hash"]
+
+    def full(self, entry: PackEntry, r: SyncResult) -> None:
+        wire = self._download(entry, "pack", r)
+        try:
+            meta = expand_wire(str(wire), str(self.store.pack_path(entry.name)),
+                               expected_sha256=entry.sha256, expected_state_hash=entry.state_hash)
+        finally:
+            wire.unlink(missing_ok=True)
+        self.up.check_pack_state(entry.name, meta["state_hash"])
+        r.status, r.pack_version = "full", entry.version
+        self.s.deltas_since_full = 0
+
+
+def sync_model(store: HandsetStore, t: Transport, up: Updater, s: SyncState, device_id: str,
+               r: SyncResult) -> bool:
+    """Install the model this device should run (rollout bucket); returns True when it changed."""
+    m = up.manifest
+    me: ModelEntry | None = m.model_for_device(device_id)
+    if me is None:
+        r.model = "none"
+        return False
+    final = store.model_dir(me.sha256)
+    if s.model_sha256 == me.sha256 and (final / "model.tflite").is_file():
+        r.model = "current"
+        return False
+    tmp = final.with_name(final.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    up.require_listed(me)
+    _, got = t.download(me, tmp / "model.tflite", store.downloads)
+    r.bytes_downloaded += got
+    atomic_write(tmp / "contract.json", json.dumps(me.contract).encode())
+    if me.test_vectors is not None:
+        atomic_write(tmp / "test_vectors.json", json.dumps(me.test_vectors).encode())
+    try:
+        from callmark.model import ModelRunner, replay_test_vectors
+        if me.test_vectors is not None:
+            atol = me.contract.get("test_vector_atol")
+            replay_test_vectors(tmp, **({"atol": float(atol)} if isinstance(atol, (int, float)) else {}))
+        else:
+            ModelRunner(tmp)
+    except ImportError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelCheckError(f"cannot run models here ({e})") from None
+    except Exception as e:  # contract, LiteRT or vector mismatch: keep the old model
+        shutil.rmtree(tmp, ignore_errors=True)
+        r.model = f"kept-old ({type(e).__name__}: {str(e)[:120]})"
+        return False
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    old = s.model_sha256
+    s.model_sha256 = me.sha256
+    if old and old != me.sha256:
+        shutil.rmtree(store.model_dir(old), ignore_errors=True)
+    r.model = "updated"
+    return True
