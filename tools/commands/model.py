@@ -1,0 +1,180 @@
+"""`callmark teacher fit/score/cv` and `callmark model train/evaluate/gate/replay`: thin click layer."""
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+
+def _clean_errors(fn):
+    """Turn the library's input errors into one-line CLI errors (no tracebacks)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from callmark.errors import CallmarkError
+        from trainer.features import FeatureInputError
+        from trainer.model.teacher import TeacherError
+        from trainer.evaluate import ReleaseGateError
+
+        errors = (CallmarkError, FeatureInputError, TeacherError, ReleaseGateError, OSError)
+        try:
+            from trainer.model.student import ArtefactCheckError, StudentError
+            from trainer.model.convert import ConversionError
+            errors += (ArtefactCheckError, StudentError, ConversionError)
+        except ImportError:  # pragma: no cover - training extras missing
+            pass
+        try:
+            return fn(*args, **kwargs)
+        except errors as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper
+
+
+@click.group("teacher")
+def teacher_group():
+    """Server-side call-behaviour teacher (LightGBM blend) on per-number feature tables."""
+
+
+@teacher_group.command("fit")
+@click.option("--table", required=True, type=click.Path(dir_okay=False), help="Per-number CSV (numeric columns = features).")
+@click.option("--id-column", required=True, help="Column holding the number / id.")
+@click.option("--label-column", required=True, help="Column holding 0/1 (1 = harmful).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the teacher into.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@_clean_errors
+def teacher_fit(table, id_column, label_column, out, seed):
+    """Fit the teacher on a labelled feature table.
+
+    Example: callmark teacher fit --table train.csv --id-column phone_no_m --label-column label --out /tmp/teacher
+    """
+    from trainer.model import teacher
+
+    t = teacher.read_table(table, id_column, label_column)
+    model = teacher.fit(t, teacher.TeacherConfig(seed=seed))
+    model.save(out)
+    click.echo(json.dumps({"out": str(out), "features": len(t.names), **model.meta}))
+
+
+@teacher_group.command("score")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Teacher directory from `teacher fit`.")
+@click.option("--table", required=True, type=click.Path(dir_okay=False), help="Per-number CSV to score.")
+@click.option("--id-column", required=True, help="Column holding the number / id.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output CSV with columns id,score.")
+@_clean_errors
+def teacher_score(model_dir, table, id_column, out):
+    """Score numbers: writes id,score (score = probability of harmful).
+
+    Example: callmark teacher score --model /tmp/teacher --table test.csv --id-column phone_no_m --out scores.csv
+    """
+    from trainer.model import teacher
+
+    model = teacher.load(model_dir)
+    t = teacher.read_table(table, id_column)
+    teacher.write_scores(out, t.ids, model.score(t))
+    click.echo(json.dumps({"out": str(out), "rows": len(t.ids)}))
+
+
+@teacher_group.command("cv")
+@click.option("--table", required=True, type=click.Path(dir_okay=False), help="Labelled per-number CSV.")
+@click.option("--id-column", required=True, help="Column holding the number / id.")
+@click.option("--label-column", required=True, help="Column holding 0/1 (1 = harmful).")
+@click.option("--folds", default=5, show_default=True, help="Cross-validation folds.")
+@_clean_errors
+def teacher_cv(table, id_column, label_column, folds):
+    """Cross-validate the teacher beside logistic regression and a gradient-boosted tree.
+
+    Example: callmark teacher cv --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --label-column label
+    """
+    from trainer.model import teacher
+
+    res = teacher.cross_validate(teacher.read_table(table, id_column, label_column), folds=folds)
+    click.echo(json.dumps(res["models"], indent=2))
+
+
+@click.group("model")
+def model_group():
+    """On-device student model: train, evaluate, gate, replay test vectors."""
+
+
+@model_group.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Simulator output directory.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
+@click.option("--epochs", default=8, show_default=True, help="Training epochs.")
+@click.option("--no-distill", is_flag=True, help="Train on truth only (no teacher soft scores).")
+@click.option("--evaluate/--no-evaluate", "do_eval", default=True, show_default=True, help="Write report.md afterwards.")
+@click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
+@_clean_errors
+def model_train(data_dir, out, labels_csv, epochs, no_distill, do_eval, published):
+    """Train the student, convert to int8 TFLite, check it, emit test vectors (and a report).
+
+    Example: callmark model train --data /tmp/sim --out /tmp/model
+    """
+    from trainer.model.student import StudentConfig, train_student
+
+    path = train_student(data_dir, out, StudentConfig(epochs=epochs), labels_csv=labels_csv, distill=not no_distill)
+    metrics = json.loads((Path(path) / "metrics.json").read_text())
+    click.echo(json.dumps({"out": str(path), "size_bytes": metrics["size_bytes"],
+                           "artefact_check": metrics["artefact_check"]}))
+    if do_eval:  # LiteRT in a fresh process: TensorFlow is loaded in this one
+        args = [sys.executable, "-c", "import sys, json; from trainer.evaluate import evaluate; "
+                "m = evaluate(sys.argv[1], sys.argv[2], published_dir=sys.argv[3] or None, labels_csv=sys.argv[4] or None); "
+                "print(json.dumps({k: m[k] for k in ('risk_auc', 'recall_not_in_pack', 'top1_accuracy')}))",
+                str(path), str(data_dir), published or "", labels_csv or ""]
+        res = subprocess.run(args, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise click.ClickException(f"evaluation failed: {res.stderr.strip().splitlines()[-1:]}")
+        click.echo(res.stdout.strip())
+
+
+@model_group.command("evaluate")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Simulator output directory.")
+@click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
+@click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
+@_clean_errors
+def model_evaluate(model_dir, data_dir, published, labels_csv):
+    """Write report.md + PNGs (ROC/PR per class, confusion, calibration, thresholds) into the model dir.
+
+    Example: callmark model evaluate --model /tmp/model --data /tmp/sim --published exports/current-model
+    """
+    from trainer.evaluate import evaluate
+
+    m = evaluate(model_dir, data_dir, published_dir=published, labels_csv=labels_csv)
+    click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "recall_not_in_pack", "top1_accuracy",
+                                             "pack_alone", "pack_plus_model", "published")}))
+
+
+@model_group.command("gate")
+@click.option("--candidate", required=True, type=click.Path(file_okay=False), help="Candidate model directory.")
+@click.option("--published", required=True, type=click.Path(file_okay=False), help="Published model directory.")
+@click.option("--margin", default=0.01, show_default=True, help="Allowed drop in risk AUC / recall.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Evaluate both on this simulator output first.")
+@_clean_errors
+def model_gate(candidate, published, margin, data_dir):
+    """Refuse a candidate that breaks the feature contract or regresses beyond --margin.
+
+    Example: callmark model gate --candidate /tmp/model --published exports/current-model --data /tmp/sim
+    """
+    from trainer.evaluate import gate
+
+    click.echo(json.dumps(gate(candidate, published, margin, data_dir)))
+
+
+@model_group.command("replay")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
+@_clean_errors
+def model_replay(model_dir):
+    """Replay test_vectors.json through LiteRT, as a phone would.
+
+    Example: callmark model replay --model /tmp/model
+    """
+    from callmark.model import replay_test_vectors
+
+    click.echo(json.dumps(replay_test_vectors(model_dir)))
+
+
+COMMANDS = {"teacher": teacher_group, "model": model_group}

@@ -1,0 +1,484 @@
+"""Per-number call-behaviour features (teacher input) and per-call raw facts (student input).
+
+Both read the simulator's / carrier's `calls.csv` (docs/interfaces.md) as a stream of chunks.
+Memory is bounded by the number of distinct numbers, (number, subscriber) pairs and (number, day /
+hour) buckets, never by the number of call records.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+CALL_COLUMNS = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answered", "direction",
+                "presentation", "verification")
+LOCAL_OFFSET_S = 8 * 3600  # China local time = UTC+8 (hour-of-day features use local time)
+SHORT_RING_S = 3.0  # a ring under this, unanswered, counts as a one-ring attempt
+
+
+class FeatureInputError(ValueError):
+    """A calls / feature table that cannot be read (missing columns, bad values)."""
+
+
+@dataclass
+class FeatureTable:
+    """Numeric feature matrix with one row per number id."""
+
+    ids: list[str]
+    names: list[str]
+    X: np.ndarray  # float64 [len(ids), len(names)], NaN = missing
+    y: np.ndarray | None = None  # optional labels (0/1)
+    meta: dict = field(default_factory=dict)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.X[:, self.names.index(name)]
+
+    def to_csv(self, path, id_column: str = "number", label_column: str | None = None) -> Path:
+        """Write the table as CSV (empty cell = missing)."""
+        path = Path(path)
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow([id_column] + self.names + ([label_column] if label_column and self.y is not None else []))
+            for i, ident in enumerate(self.ids):
+                row = ["" if math.isnan(v) else f"{v:.6g}" for v in self.X[i]]
+                if label_column and self.y is not None:
+                    row.append(str(int(self.y[i])))
+                w.writerow([ident] + row)
+        return path
+
+
+def _parse_ts(values) -> np.ndarray:
+    """ISO-8601 UTC strings (`2026-03-01T16:00:30Z`) -> epoch seconds (float64)."""
+    try:
+        if all(len(v) == 20 and v[-1] == "Z" for v in values):
+            return np.asarray([v[:19] for v in values], dtype="datetime64[s]").astype(np.int64).astype(np.float64)
+        out = np.empty(len(values), dtype=np.float64)
+        for i, v in enumerate(values):
+            t = datetime.fromisoformat(v)
+            out[i] = (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+        return out
+    except ValueError as exc:
+        raise FeatureInputError(f"bad call start time ({exc}); expected ISO-8601 like 2026-03-01T16:00:30Z") from None
+
+
+def _float_col(values, name: str) -> np.ndarray:
+    try:
+        return np.asarray([float(v) if v != "" else 0.0 for v in values], dtype=np.float64)
+    except ValueError as exc:
+        raise FeatureInputError(f"column {name!r} must be numeric: {exc}") from None
+
+
+def iter_call_chunks(calls_csv, chunk_rows: int = 250_000) -> Iterator[dict[str, np.ndarray]]:
+    """Stream calls.csv as dicts of column arrays (`start` as epoch seconds, answered as 0/1)."""
+    path = Path(calls_csv)
+    if not path.is_file():
+        raise FeatureInputError(f"calls file {path} not found; generate one with `callmark simulate --out DIR`")
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise FeatureInputError(f"{path} is empty")
+        missing = [c for c in CALL_COLUMNS if c not in header]
+        if missing:
+            raise FeatureInputError(f"{path} lacks columns {missing}; expected {','.join(CALL_COLUMNS)}")
+        idx = [header.index(c) for c in CALL_COLUMNS]
+        while True:
+            rows = []
+            for row in reader:
+                rows.append(row)
+                if len(rows) >= chunk_rows:
+                    break
+            if not rows:
+                return
+            try:
+                cols = list(zip(*[[r[i] for i in idx] for r in rows]))
+            except IndexError:
+                raise FeatureInputError(f"{path}: a row has fewer than {len(header)} fields") from None
+            yield {
+                "caller": np.asarray(cols[0], dtype=object),
+                "callee": np.asarray(cols[1], dtype=object),
+                "start": _parse_ts(cols[2]),
+                "ring_s": _float_col(cols[3], "ring_s"),
+                "talk_s": _float_col(cols[4], "talk_s"),
+                "answered": np.asarray([v in ("1", "true", "True") for v in cols[5]], dtype=bool),
+                "inbound": np.asarray([v == "in" for v in cols[6]], dtype=bool),
+                "presentation": np.asarray(cols[7], dtype=object),
+                "verification": np.asarray(cols[8], dtype=object),
+            }
+            if len(rows) < chunk_rows:
+                return
+
+
+class _KeyCounter:
+    """Sorted unique int64 keys with summed count columns; merged chunk by chunk."""
+
+    def __init__(self, ncols: int):
+        self.keys = np.empty(0, dtype=np.int64)
+        self.vals = np.empty((0, ncols), dtype=np.float64)
+
+    def add(self, keys: np.ndarray, vals: np.ndarray) -> None:
+        allk = np.concatenate([self.keys, keys])
+        allv = np.concatenate([self.vals, vals])
+        uniq, inv = np.unique(allk, return_inverse=True)
+        out = np.zeros((len(uniq), allv.shape[1]))
+        for j in range(allv.shape[1]):
+            out[:, j] = np.bincount(inv, weights=allv[:, j], minlength=len(uniq))
+        self.keys, self.vals = uniq, out
+
+
+_PAIR_SHIFT = 40  # pair key = number id << 40 | 40 bits of the callee hash
+
+
+def _callee_bits(callee: np.ndarray) -> np.ndarray:
+    """40 bits identifying the subscriber (hex hashes as is, anything else through crc32+length)."""
+    mask = (1 << _PAIR_SHIFT) - 1
+
+    def bits(h: str) -> int:
+        try:
+            return int(h, 16) & mask
+        except ValueError:
+            return (zlib.crc32(h.encode()) << 8 | len(h) & 0xFF) & mask
+    return np.fromiter((bits(h) for h in callee), dtype=np.int64, count=len(callee))
+
+
+# per-number accumulator columns (sums over the number's calls)
+_ACC = ("calls", "rang", "dialled", "answered_in", "ring_s_in", "talk_s_in", "short_ring_in",
+        "long_talk_in", "night_in", "business_in", "verif_failed", "verif_none", "present_odd",
+        "ts_min", "ts_max")
+
+FEATURE_NAMES = (
+    "calls", "rang_share", "answer_rate", "ring_s_mean", "talk_s_mean", "short_ring_share",
+    "long_talk_share", "night_share", "business_share", "hour_nunique", "hour_entropy",
+    "distinct_callees", "calls_per_callee", "repeat_callee_share", "callback_share", "dialled_by",
+    "active_days", "span_days", "calls_per_day", "max_calls_day", "max_calls_hour",
+    "verif_failed_share", "verif_none_share", "present_odd_share",
+)
+
+
+def aggregate_calls(calls_csv, chunk_rows: int = 250_000, progress: bool = False) -> FeatureTable:
+    """Per-number call-behaviour features from calls.csv (one row per remote number `caller`).
+
+    Features are from the number's side: `rang_share` is the share of its calls that it placed
+    (direction=in at the subscriber); ring/talk/answer figures are over calls it placed.
+    """
+    ids: dict[str, int] = {}
+    acc = np.zeros((0, len(_ACC)))
+    hours = np.zeros((0, 24))
+    pairs = _KeyCounter(2)  # (rang, dialled) per (number, subscriber)
+    days = _KeyCounter(1)  # calls placed per (number, local day)
+    hrs = _KeyCounter(1)  # calls placed per (number, absolute hour)
+    chunks = iter_call_chunks(calls_csv, chunk_rows)
+    if progress:
+        from tqdm import tqdm
+        chunks = tqdm(chunks, unit="chunk", desc="aggregate")
+    rows = 0
+    for ch in chunks:
+        rows += len(ch["caller"])
+        nid = np.fromiter((ids.setdefault(c, len(ids)) for c in ch["caller"]), dtype=np.int64,
+                          count=len(ch["caller"]))
+        if len(ids) > len(acc):
+            grow = len(ids) - len(acc)
+            acc = np.vstack([acc, np.zeros((grow, len(_ACC)))])
+            acc[-grow:, _ACC.index("ts_min")] = np.inf
+            acc[-grow:, _ACC.index("ts_max")] = -np.inf
+            hours = np.vstack([hours, np.zeros((grow, 24))])
+        inb = ch["inbound"]
+        ans = ch["answered"] & inb
+        local = ch["start"] + LOCAL_OFFSET_S
+        hour = ((local // 3600) % 24).astype(np.int64)
+        cols = {
+            "calls": np.ones(len(nid)), "rang": inb, "dialled": ~inb, "answered_in": ans,
+            "ring_s_in": np.where(inb, ch["ring_s"], 0.0), "talk_s_in": np.where(ans, ch["talk_s"], 0.0),
+            "short_ring_in": inb & ~ch["answered"] & (ch["ring_s"] < SHORT_RING_S),
+            "long_talk_in": ans & (ch["talk_s"] >= 60), "night_in": inb & ((hour < 7) | (hour >= 22)),
+            "business_in": inb & (hour >= 9) & (hour < 18),
+            "verif_failed": ch["verification"] == "failed", "verif_none": ch["verification"] == "none",
+            "present_odd": np.asarray([not p.startswith("+") and not p[:1].isdigit() or "-" in p
+                                       for p in ch["presentation"]]),
+        }
+        for j, name in enumerate(_ACC[:-2]):
+            np.add.at(acc[:, j], nid, np.asarray(cols[name], dtype=np.float64))
+        np.minimum.at(acc[:, -2], nid, ch["start"])
+        np.maximum.at(acc[:, -1], nid, ch["start"])
+        np.add.at(hours, (nid[inb], hour[inb]), 1.0)
+        pairs.add((nid << _PAIR_SHIFT) | _callee_bits(ch["callee"]),
+                  np.column_stack([inb, ~inb]).astype(np.float64))
+        day = (local // 86400).astype(np.int64)
+        days.add((nid[inb] << 24) | day[inb], np.ones((int(inb.sum()), 1)))
+        habs = (local // 3600).astype(np.int64)
+        hrs.add((nid[inb] << 28) | habs[inb], np.ones((int(inb.sum()), 1)))
+    if not ids:
+        raise FeatureInputError(f"{calls_csv} holds no call records")
+    n = len(ids)
+    A = {name: acc[:, j] for j, name in enumerate(_ACC)}
+    # pair statistics
+    pn = pairs.keys >> _PAIR_SHIFT
+    rang_pair = pairs.vals[:, 0] > 0
+    distinct = np.bincount(pn, weights=rang_pair, minlength=n)
+    repeat = np.bincount(pn, weights=pairs.vals[:, 0] >= 2, minlength=n)
+    callback = np.bincount(pn, weights=rang_pair & (pairs.vals[:, 1] > 0), minlength=n)
+    dialled_by = np.bincount(pn, weights=pairs.vals[:, 1] > 0, minlength=n)
+    dn = days.keys >> 24
+    active_days = np.bincount(dn, minlength=n)
+    max_day = np.zeros(n)
+    np.maximum.at(max_day, dn, days.vals[:, 0])
+    max_hour = np.zeros(n)
+    np.maximum.at(max_hour, hrs.keys >> 28, hrs.vals[:, 0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rang = A["rang"]
+        p = hours / np.maximum(hours.sum(1, keepdims=True), 1)
+        entropy = -(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1)), 0)).sum(1)
+        feats = {
+            "calls": A["calls"], "rang_share": rang / A["calls"],
+            "answer_rate": np.where(rang > 0, A["answered_in"] / rang, np.nan),
+            "ring_s_mean": np.where(rang > 0, A["ring_s_in"] / rang, np.nan),
+            "talk_s_mean": np.where(A["answered_in"] > 0, A["talk_s_in"] / A["answered_in"], np.nan),
+            "short_ring_share": np.where(rang > 0, A["short_ring_in"] / rang, np.nan),
+            "long_talk_share": np.where(A["answered_in"] > 0, A["long_talk_in"] / A["answered_in"], np.nan),
+            "night_share": np.where(rang > 0, A["night_in"] / rang, np.nan),
+            "business_share": np.where(rang > 0, A["business_in"] / rang, np.nan),
+            "hour_nunique": (hours > 0).sum(1).astype(float), "hour_entropy": entropy,
+            "distinct_callees": distinct,
+            "calls_per_callee": np.where(distinct > 0, rang / distinct, np.nan),
+            "repeat_callee_share": np.where(distinct > 0, repeat / distinct, np.nan),
+            "callback_share": np.where(distinct > 0, callback / distinct, np.nan),
+            "dialled_by": dialled_by, "active_days": active_days.astype(float),
+            "span_days": (A["ts_max"] - A["ts_min"]) / 86400.0,
+            "calls_per_day": np.where(active_days > 0, rang / active_days, np.nan),
+            "max_calls_day": max_day, "max_calls_hour": max_hour,
+            "verif_failed_share": A["verif_failed"] / A["calls"], "verif_none_share": A["verif_none"] / A["calls"],
+            "present_odd_share": A["present_odd"] / A["calls"],
+        }
+    X = np.column_stack([feats[k] for k in FEATURE_NAMES]).astype(np.float64)
+    return FeatureTable(ids=list(ids), names=list(FEATURE_NAMES), X=X,
+                        meta={"rows": rows, "numbers": n, "pairs": int(len(pairs.keys))})
+
+
+def read_truth(truth_csv) -> dict[str, list[tuple[int, str, int]]]:
+    """truth.csv -> {number: [(first_day, category, harmful), ...]} sorted by first_day."""
+    out: dict[str, list[tuple[int, str, int]]] = {}
+    path = Path(truth_csv)
+    if not path.is_file():
+        raise FeatureInputError(f"truth file {path} not found")
+    with path.open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            out.setdefault(r["number"], []).append((int(r.get("first_day") or 0), r["category"], int(r["harmful"])))
+    for v in out.values():
+        v.sort()
+    return out
+
+
+def truth_at(entries: list[tuple[int, str, int]], day: int) -> tuple[str, int]:
+    """The (category, harmful) of the owner of a number on `day` (numbers are recycled)."""
+    cur = entries[0]
+    for e in entries:
+        if e[0] <= day:
+            cur = e
+    return cur[1], cur[2]
+
+
+def number_labels(table: FeatureTable, truth_csv) -> np.ndarray:
+    """0/1 harmful label per table row from truth.csv (a recycled number counts as harmful if any
+    owner in the period was)."""
+    truth = read_truth(truth_csv)
+    return np.asarray([max((e[2] for e in truth.get(i, [(0, "legit", 0)])), default=0) for i in table.ids],
+                      dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Student examples: the raw facts a handset has when a call rings (see callmark/model.py)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RingEvents:
+    """Incoming calls as the called handset saw them, with targets."""
+
+    facts: list[dict]  # raw facts per call (callmark.model.encode input)
+    caller: list[str]  # remote number as in calls.csv
+    category: list[str]  # true (or consensus) category key of the caller at call time
+    harmful: np.ndarray  # 0/1 per call
+    in_pack: np.ndarray  # bool: the caller had a published pack label when the call rang
+    day: np.ndarray  # day index since the first call
+    meta: dict = field(default_factory=dict)
+
+
+def read_tags(tags_jsonl) -> list[tuple[float, int, str, str]]:
+    """tags.jsonl -> sorted [(epoch s, number key, reporter, category)]; unreadable numbers skipped."""
+    from callmark.numbers import key_of
+
+    path = Path(tags_jsonl)
+    out = []
+    if not path.is_file():
+        return out
+    with path.open() as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                t = json.loads(line)
+                key = key_of(str(t["number"]))
+                ts = _parse_ts([t["ts"]])[0]
+            except (ValueError, KeyError, FeatureInputError):
+                continue
+            if key is not None:
+                out.append((ts, key, str(t.get("reporter", "")), str(t.get("category", ""))))
+    out.sort()
+    return out
+
+
+class RollingPack:
+    """A crude daily pack built from tags seen so far: what a phone synced at the start of the day.
+
+    A number is published once `min_reporters` distinct reporters tagged it; its category is the one
+    most reporters chose; confidence = top reporters / (all reporters + 1). Verified businesses are
+    always present with the verified flag.
+    """
+
+    def __init__(self, tags: list, verified: set[int], min_reporters: int = 2):
+        self.tags, self.i = tags, 0
+        self.votes: dict[int, dict[str, set]] = {}
+        self.verified = verified
+        self.min_reporters = min_reporters
+
+    def advance(self, until_ts: float) -> None:
+        while self.i < len(self.tags) and self.tags[self.i][0] < until_ts:
+            _, key, rep, cat = self.tags[self.i]
+            self.votes.setdefault(key, {}).setdefault(cat, set()).add(rep)
+            self.i += 1
+
+    def lookup(self, key: int | None) -> dict | None:
+        if key is None:
+            return None
+        v = self.votes.get(key)
+        ver = key in self.verified
+        if v:
+            reporters = len(set().union(*v.values()))
+            cat, voters = max(v.items(), key=lambda kv: len(kv[1]))
+            if reporters >= self.min_reporters:
+                return {"pack_category": cat, "pack_confidence": len(voters) / (reporters + 1),
+                        "pack_reporters": reporters, "pack_verified": ver}
+        if ver:
+            return {"pack_category": "customer_service", "pack_confidence": 0.99, "pack_reporters": 0,
+                    "pack_verified": True}
+        return None
+
+
+class StaticPack:
+    """A fixed pack from a consensus LABELS.csv (published rows only)."""
+
+    def __init__(self, labels_csv):
+        from callmark.numbers import key_of
+
+        self.rows: dict[int, dict] = {}
+        with Path(labels_csv).open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                if str(r.get("published", "1")) in ("0", "false", "False"):
+                    continue
+                key = key_of(r["number"])
+                flags = int(r.get("flags") or 0)
+                if key is not None:
+                    self.rows[key] = {"pack_category": r["category"],
+                                      "pack_confidence": float(r.get("confidence") or 0),
+                                      "pack_reporters": int(float(r.get("reporters") or 0)),
+                                      "pack_verified": bool(flags & 1), "pack_model_derived": bool(flags & 4)}
+
+    def advance(self, until_ts: float) -> None:
+        pass
+
+    def lookup(self, key: int | None) -> dict | None:
+        return self.rows.get(key) if key is not None else None
+
+
+def _keep_handset(callee: str, share: float) -> bool:
+    return share >= 1.0 or (int(callee[:8] or "0", 16) / 0xFFFFFFFF) < share
+
+
+def ring_events(data_dir, *, labels_csv=None, handset_share: float = 1.0, max_events: int = 500_000,
+                seed: int = 0, chunk_rows: int = 250_000) -> RingEvents:
+    """Replay calls.csv in time order and emit the raw facts of every incoming call on a sample of
+    handsets (`handset_share` of subscribers, chosen by callee hash), with local history per
+    (number, handset), the pack as synced at the start of the call's day, and truth targets.
+
+    `data_dir` is a simulator output (calls.csv, truth.csv, tags.jsonl, verified.csv). With
+    `labels_csv` (consensus LABELS.csv) that file is the pack instead of the rolling tag pack.
+    Memory: history per sampled (number, handset) pair; at most `max_events` events are kept
+    (reservoir sample).
+    """
+    from callmark.numbers import key_of
+
+    data = Path(data_dir)
+    truth = read_truth(data / "truth.csv")
+    verified = set()
+    if (data / "verified.csv").is_file():
+        with (data / "verified.csv").open(newline="") as fh:
+            verified = {k for k in (key_of(r["number"]) for r in csv.DictReader(fh)) if k is not None}
+    pack = StaticPack(labels_csv) if labels_csv else RollingPack(read_tags(data / "tags.jsonl"), verified)
+    history: dict[tuple[str, str], list] = {}
+    rng = np.random.default_rng(seed)
+    out_facts, out_caller, out_cat, out_harm, out_pack, out_day = [], [], [], [], [], []
+    seen = 0
+    day0 = None
+    cur_day = None
+    unknown = 0
+    for ch in iter_call_chunks(data / "calls.csv", chunk_rows):
+        local = ch["start"] + LOCAL_OFFSET_S
+        if day0 is None:
+            day0 = int(local[0] // 86400)
+        for i in range(len(local)):
+            callee = ch["callee"][i]
+            if not _keep_handset(callee, handset_share):
+                continue
+            caller = ch["caller"][i]
+            day = int(local[i] // 86400) - day0
+            if day != cur_day:
+                cur_day = day
+                pack.advance((day + day0) * 86400 - LOCAL_OFFSET_S)
+            ts = ch["start"][i]
+            h = history.get((caller, callee))
+            if ch["inbound"][i]:
+                facts = {"number": ch["presentation"][i], "hour": int(local[i] // 3600) % 24,
+                         "weekday": int((local[i] // 86400 + 3) % 7), "verification": ch["verification"][i],
+                         "in_contacts": bool(h and h[4] > 0)}
+                if h:
+                    facts.update(prior_calls=h[0], prior_answered=h[1], last_talk_s=h[2],
+                                 days_since_last=(ts - h[3]) / 86400.0)
+                label = pack.lookup(key_of(caller))
+                if label:
+                    facts.update(label)
+                entries = truth.get(caller)
+                if entries is None:
+                    unknown += 1
+                    cat, harm = "legit", 0
+                else:
+                    cat, harm = truth_at(entries, day)
+                seen += 1
+                slot = len(out_facts) if len(out_facts) < max_events else int(rng.integers(0, seen))
+                if slot < max_events:
+                    row = (facts, caller, cat, harm, label is not None, day)
+                    if slot == len(out_facts):
+                        for lst, v in zip((out_facts, out_caller, out_cat, out_harm, out_pack, out_day), row):
+                            lst.append(v)
+                    else:
+                        for lst, v in zip((out_facts, out_caller, out_cat, out_harm, out_pack, out_day), row):
+                            lst[slot] = v
+            if h is None:
+                h = history[(caller, callee)] = [0, 0, 0.0, ts, 0]
+            h[0] += 1
+            h[1] += int(ch["answered"][i])
+            h[2] = float(ch["talk_s"][i]) if ch["answered"][i] else h[2]
+            h[3] = ts
+            h[4] += int(not ch["inbound"][i])  # the handset dialled this number: a contact proxy
+    if not out_facts:
+        raise FeatureInputError(f"no incoming calls found in {data / 'calls.csv'} (handset_share={handset_share})")
+    return RingEvents(facts=out_facts, caller=out_caller, category=out_cat,
+                      harmful=np.asarray(out_harm, dtype=np.int64), in_pack=np.asarray(out_pack, dtype=bool),
+                      day=np.asarray(out_day, dtype=np.int64),
+                      meta={"incoming_calls": seen, "kept": len(out_facts), "pairs": len(history),
+                            "callers_not_in_truth": unknown, "pack": "labels" if labels_csv else "rolling-tags"})

@@ -1,0 +1,249 @@
+"""On-device student: a small Keras model over raw ring-time facts, distilled from the teacher.
+
+Every transform (log scaling, normalisation, digit-prefix hashing, embeddings) is inside the graph;
+the phone only fills the three input tensors that `callmark.model.encode` builds. TensorFlow/Keras
+are imported lazily inside the functions that need them.
+"""
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from callmark import categories
+from callmark import model as cm
+from trainer import features
+
+FACT_NAMES = [n for n, _, _ in cm.FACT_FIELDS]
+CODE_SIZES = (categories.MAX_CODE + 1, 24, 7, len(cm.VERIFICATION), len(cm.NUMBER_TYPES))
+CLASSES = [c.code for c in categories.CATEGORIES]  # output order of `probs`
+_FIB = [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377]
+# in-graph bucket thresholds per fact (value >= t moves one bucket up), in the contract's units
+THRESHOLDS = {
+    "pack_confidence": [1, 100, 200, 300, 400, 500, 600, 700, 800, 900, 950, 990],
+    "pack_reporters": _FIB[1:],
+    "prior_calls": _FIB[1:], "prior_answered": _FIB[1:],
+    "last_talk_s": [1, 5, 10, 20, 30, 60, 120, 180, 300, 600, 1200, 3600],
+    "days_since_last": [1, 2, 4, 8, 12, 24, 48, 72, 168, 336, 720, 2160],  # hours
+}
+N_THRESH = max(len(v) for v in THRESHOLDS.values())
+
+
+def threshold_matrix() -> np.ndarray:
+    """[facts, N_THRESH] int32 thresholds; flags get [1] and padding that is never reached."""
+    rows = [THRESHOLDS.get(n, [1]) for n in FACT_NAMES]
+    return np.asarray([r + [2**30] * (N_THRESH - len(r)) for r in rows], dtype=np.int32)
+
+
+class StudentError(ValueError):
+    """Student training input or settings that cannot work."""
+
+
+class ArtefactCheckError(RuntimeError):
+    """The exported .tflite disagrees with the Keras model beyond the allowed tolerance."""
+
+
+@dataclass
+class StudentConfig:
+    """Student training settings."""
+
+    epochs: int = 8
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    hidden: tuple[int, ...] = (64,)  # dense units
+    logit_clip: float = 8.0  # logits clipped to +-this: bounds the int8 output ranges
+    prefix_lengths: tuple[int, int] = (5, 8)  # E.164 digits hashed into prefix embeddings
+    prefix_buckets: tuple[int, int] = (1031, 4099)
+    embed_dim: int = 4
+    distill_weight: float = 0.5  # risk target = (1 - w) * truth + w * teacher score
+    test_share: float = 0.2  # share of caller numbers held out (by hash) for checks and evaluation
+    representative_rows: int = 500  # int8 calibration rows
+    check_rows: int = 5000  # held-out rows compared Keras vs LiteRT
+    min_agreement: float = 0.995  # top-1 agreement Keras vs LiteRT
+    max_prob_diff: float = 0.02
+    max_bytes: int = 64 * 1024
+    vector_atol: float = 0.01  # tolerance when a phone replays test vectors
+    enforce_checks: bool = False  # raise ArtefactCheckError (else record failures in metrics.json)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudentConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise StudentError(f"unknown student config keys {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+def is_test_number(number: str, share: float) -> bool:
+    """Stable hold-out split by caller number (never by call), so test callers are unseen."""
+    return (zlib.crc32(number.encode()) % 10_000) < share * 10_000
+
+
+def class_index(keys: list[str]) -> np.ndarray:
+    index = {categories.by_code(c).key: i for i, c in enumerate(CLASSES)}
+    return np.asarray([index[k] for k in keys], dtype=np.int64)
+
+
+def build_keras(cfg: StudentConfig, act: str = "relu", logit_clip: float | None = None):
+    """The Keras graph: three int32 tensors in, {"probs", "risk"} out.
+
+    Every input becomes an index into one shared embedding table: digit x position, two hashed
+    E.164 prefixes, the five codes, and each fact bucketised by THRESHOLDS. Integer inputs and one
+    int8 table keep the full-integer model as accurate as the float one.
+    """
+    import tensorflow  # noqa: F401  (first: registers the Keras hooks the TFLite converter needs)
+    import keras
+    from keras import layers, ops
+
+    keras.utils.set_random_seed(cfg.seed)
+    digits = keras.Input((cm.DIGITS,), dtype="int32", name="digits")
+    codes = keras.Input((len(cm.CODE_FIELDS),), dtype="int32", name="codes")
+    facts = keras.Input((len(FACT_NAMES),), dtype="int32", name="facts")
+
+    def const(a):
+        return np.asarray(a, dtype="int32").reshape(1, -1)
+
+    # constants go first in ops.add: keeps Keras from emitting an int32 BiasAdd, which TFLite lacks
+    index, base = [], 0
+    d = ops.clip(digits, 0, cm.DIGIT_PAD)
+    index.append(ops.add(const(np.arange(cm.DIGITS) * 11 + base), d))
+    base += cm.DIGITS * 11
+    for k, buckets in zip(cfg.prefix_lengths, cfg.prefix_buckets):
+        value = ops.sum(ops.multiply(const(10 ** np.arange(k - 1, -1, -1)), d[:, :k]), axis=1, keepdims=True)
+        index.append(ops.add(const([base]), ops.mod(value, buckets)))
+        base += buckets
+    hi = const(np.asarray(CODE_SIZES) - 1)
+    c = ops.minimum(hi, ops.maximum(const(np.zeros(len(CODE_SIZES))), codes))
+    index.append(ops.add(const(base + np.concatenate([[0], np.cumsum(CODE_SIZES)[:-1]])), c))
+    base += int(sum(CODE_SIZES))
+    thr = threshold_matrix()
+    ge = ops.greater_equal(ops.expand_dims(facts, -1), thr.reshape(1, *thr.shape))
+    bucket = ops.sum(ops.cast(ge, "int32"), axis=-1)
+    index.append(ops.add(const(base + np.arange(len(FACT_NAMES)) * (N_THRESH + 1)), bucket))
+    base += len(FACT_NAMES) * (N_THRESH + 1)
+    idx = layers.Concatenate(axis=1)(index)
+    x = layers.Flatten()(layers.Embedding(base, cfg.embed_dim, name="table")(idx))
+    for units in cfg.hidden:
+        x = layers.Dense(units, activation=act)(x)
+    logits = layers.Dense(len(CLASSES), name="class_logits")(x)
+    risk_logit = layers.Dense(1, name="risk_logit")(x)
+    if logit_clip:
+        logits, risk_logit = ops.clip(logits, -logit_clip, logit_clip), ops.clip(risk_logit, -logit_clip, logit_clip)
+    probs = layers.Activation("softmax", name="probs")(logits)
+    risk = layers.Activation("sigmoid", name="risk")(risk_logit)
+    return keras.Model({"digits": digits, "codes": codes, "facts": facts}, {"probs": probs, "risk": risk})
+
+
+def encode_events(ev: features.RingEvents) -> dict[str, np.ndarray]:
+    """All events through the phone's own encoder (callmark.model.encode)."""
+    return cm.encode_batch(ev.facts)
+
+
+def teacher_soft_scores(data_dir, config=None, labels: dict[str, int] | None = None) -> dict[str, float]:
+    """Teacher scores per caller from call-behaviour aggregates: out-of-fold for labelled numbers."""
+    from trainer.model import teacher
+
+    table = features.aggregate_calls(Path(data_dir) / "calls.csv")
+    if labels is None:
+        table.y = features.number_labels(table, Path(data_dir) / "truth.csv")
+    else:
+        table.y = np.asarray([labels.get(i, 0) for i in table.ids], dtype=np.int64)
+    if table.y.min() == table.y.max():
+        raise StudentError("the teacher needs both harmful and honest numbers in the data")
+    folds = int(min(5, max(2, min(table.y.sum(), len(table.y) - table.y.sum()))))
+    scores = teacher.oof_scores(table, config, folds=folds)
+    return dict(zip(table.ids, scores.tolist()))
+
+
+def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, labels_csv=None,
+                  teacher_scores: dict[str, float] | None = None, distill: bool = True,
+                  events: features.RingEvents | None = None) -> Path:
+    """Train, convert to int8 TFLite, check the artefact and write a model directory.
+
+    `data_dir`: simulator output (calls.csv, truth.csv, tags.jsonl, verified.csv). Targets: truth
+    categories; risk target blends truth with the teacher's out-of-fold score (distillation) unless
+    `distill=False`. Writes model.tflite, contract.json, test_vectors.json, metrics.json.
+    """
+    from trainer.model import convert
+
+    cfg = config or StudentConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    ev = events or features.ring_events(data_dir, labels_csv=labels_csv, seed=cfg.seed)
+    if distill and teacher_scores is None:
+        teacher_scores = teacher_soft_scores(data_dir)
+    X = encode_events(ev)
+    y_cls = class_index(ev.category)
+    y_hard = ev.harmful.astype(np.float32)
+    soft = np.asarray([teacher_scores.get(c, h) for c, h in zip(ev.caller, y_hard)], dtype=np.float32) \
+        if distill and teacher_scores else y_hard
+    y_risk = (1 - cfg.distill_weight) * y_hard + cfg.distill_weight * soft if distill else y_hard
+    test = np.asarray([is_test_number(c, cfg.test_share) for c in ev.caller])
+    if test.all() or not test.any():
+        raise StudentError("the hold-out split left no training or no test calls; use more data")
+    tr = ~test
+    t_prep = time.time() - t0
+
+    import tensorflow  # noqa: F401
+    import keras
+    model = build_keras(cfg, logit_clip=cfg.logit_clip)
+    model.compile(keras.optimizers.Adam(cfg.learning_rate),
+                  loss={"probs": "sparse_categorical_crossentropy", "risk": "binary_crossentropy"})
+    Xtr = {k: v[tr] for k, v in X.items()}
+    model.fit(Xtr, {"probs": y_cls[tr], "risk": y_risk[tr][:, None]}, epochs=cfg.epochs,
+              batch_size=cfg.batch_size, verbose=0, shuffle=True)
+    t_fit = time.time() - t0 - t_prep
+
+    rng = np.random.default_rng(cfg.seed)
+    rep_idx = rng.choice(np.flatnonzero(tr), size=min(cfg.representative_rows, int(tr.sum())), replace=False)
+    tflite = convert.to_int8_tflite(model, {k: v[rep_idx] for k, v in X.items()})
+    (out / "model.tflite").write_bytes(tflite)
+
+    test_idx = np.flatnonzero(test)
+    check_idx = rng.choice(test_idx, size=min(cfg.check_rows, len(test_idx)), replace=False)
+    Xc = {k: v[check_idx] for k, v in X.items()}
+    keras_out = {k: np.asarray(v) for k, v in model.predict(Xc, verbose=0, batch_size=1024).items()}
+    contract = cm.Contract(inputs=cm.input_specs(), outputs=[
+        {"name": "probs", "dtype": "float32", "shape": [1, len(CLASSES)], "unit": "probability per class"},
+        {"name": "risk", "dtype": "float32", "shape": [1, 1], "unit": "probability the caller is harmful"}],
+        classes=CLASSES, extra={"test_vector_atol": cfg.vector_atol, "quantization": "int8 full-integer",
+                                "fact_thresholds": THRESHOLDS})
+    (out / "contract.json").write_text(json.dumps(contract.to_dict(), indent=2, ensure_ascii=False))
+    lite_out = convert.run_litert(out, Xc)
+    check = convert.compare(keras_out, lite_out)
+    vectors = convert.test_vectors([ev.facts[i] for i in check_idx[:24]] + convert.EDGE_CASES, out)
+    (out / "test_vectors.json").write_text(json.dumps(vectors, indent=1, ensure_ascii=False))
+    size = len(tflite)
+    metrics = {
+        "format": 1, "kind": "student", "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "size_bytes": size, "params": int(model.count_params()), "config": cfg.to_dict(),
+        "data": {"dir": str(data_dir), "events": len(ev.facts), "train_events": int(tr.sum()),
+                 "test_events": int(test.sum()), "distilled": bool(distill and teacher_scores), **ev.meta},
+        "artefact_check": check, "seconds": {"prepare": round(t_prep, 1), "fit": round(t_fit, 1),
+                                             "total": round(time.time() - t0, 1)},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    problems = []
+    if check["top1_agreement_tie_aware"] < cfg.min_agreement:
+        problems.append(f"top-1 agreement {check['top1_agreement_tie_aware']:.4f} < {cfg.min_agreement}")
+    worst = max(check["max_prob_diff"], check["max_risk_diff"])
+    if worst > cfg.max_prob_diff:
+        problems.append(f"max probability difference {worst:.4f} > {cfg.max_prob_diff}")
+    if size > cfg.max_bytes:
+        problems.append(f"model.tflite is {size} bytes > {cfg.max_bytes}")
+    check["passed"] = not problems
+    check["problems"] = problems
+    metrics["artefact_check"] = check
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if problems and cfg.enforce_checks:
+        raise ArtefactCheckError(f"{out}/model.tflite failed its artefact checks: " + "; ".join(problems))
+    return out
