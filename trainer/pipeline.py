@@ -150,48 +150,125 @@ def features_stage(cfg: BuildConfig):
 
 
 def teacher_stage(table, labels_csv: Path, build_dir: Path, cfg: BuildConfig):
-    """Fit the teacher on consensus labels; score every number with call evidence."""
+    """Fit the teacher on consensus labels; score every number with call evidence.
+
+    Targets: published harmful labels are 1; published benign labels and numbers nobody tagged are
+    0 (most untagged callers are honest); tagged-but-unsettled numbers are left out. Labelled rows
+    get out-of-fold scores, so a score never saw its own label."""
     if table is None:
         return None, None
+    import numpy as np
+
+    from trainer.features import FeatureTable
     from trainer.model import teacher
-    labelled = teacher.labels_from_consensus(table, str(labels_csv))
-    if labelled is None:
+
+    y = consensus_targets(table.ids, labels_csv, cfg.region)
+    fit_rows = np.flatnonzero(y >= 0)
+    positives = int((y[fit_rows] == 1).sum())
+    if positives < 10 or len(fit_rows) - positives < 10:
+        click.echo(f"      too few settled labels for the teacher ({positives} harmful); skipped")
         return None, None
+    sub = FeatureTable(ids=[table.ids[i] for i in fit_rows], names=table.names, X=table.X[fit_rows],
+                       y=y[fit_rows])
+    model = teacher.fit(sub)
     model_dir = build_dir / "teacher"
-    model = teacher.fit_table(labelled, str(model_dir), seed=cfg.seed)
-    scores = teacher.score_table(model, table)
-    return model_dir, scores
+    model.save(model_dir)
+    scores = model.score(table)
+    scores[fit_rows] = teacher.oof_scores(sub, folds=3, seed=cfg.seed)
+    return model_dir, dict(zip(table.ids, scores.tolist()))
+
+
+def consensus_targets(ids: list[str], labels_csv: Path, region: str):
+    """1 / 0 / -1 (harmful / honest / unsettled) per number id from labels.csv (see teacher_stage)."""
+    import numpy as np
+
+    from callmark.categories import HARMFUL_KEYS
+    from callmark.numbers import key_of
+
+    state = {}
+    for row in read_labels(str(labels_csv)):
+        key = int(row["key"]) if row.get("key") else key_of(row["number"], region)
+        if row["published"] == "1":
+            state[key] = 1 if row["category"] in HARMFUL_KEYS else 0
+        else:
+            state[key] = -1
+    return np.asarray([state.get(key_of(i, region), 0) for i in ids], dtype=np.int64)
 
 
 def model_labels_stage(labels_csv: Path, table, scores, side: dict, cfg: BuildConfig) -> dict:
     """Add model-derived labels for numbers with strong call evidence but few tags."""
     if scores is None:
-        return {"model_labels": 0}
+        return {"model_labels_added": 0, "model_labels_upgraded": 0}
+    from callmark.numbers import key_of
+
+    calls_col = table.column("calls")
+    by_key, calls = {}, {}
+    for i, number in enumerate(table.ids):
+        key = key_of(number, cfg.region)
+        if key is not None:
+            by_key[key] = scores[number]
+            calls[key] = int(calls_col[i])
     config = ModelLabelConfig(**cfg.model_labels)
-    return merge_model_labels(str(labels_csv), table, scores, config,
-                              verified=side["verified"], appeals=side["appeals"], region=cfg.region)
+    return merge_model_labels(str(labels_csv), by_key, calls, config, verified=side["verified"],
+                              appeals=side["appeals"])
 
 
-def student_stage(cfg: BuildConfig, labels_csv: Path, table, scores, build_dir: Path) -> str | None:
-    """Train the int8 on-device student (distilled from labels and teacher scores)."""
+def training_dir(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_dir: Path) -> Path:
+    """The student's training data: call records, tags, verified businesses and targets derived
+    from the release's labels (there is no ground truth in production)."""
+    from callmark.categories import HARMFUL_KEYS, by_code
+    from callmark.numbers import format_key
+
+    d = build_dir / "training"
+    d.mkdir(exist_ok=True)
+    calls = d / "calls.csv"
+    if not calls.exists():
+        os.symlink(os.path.abspath(cfg.calls), calls)
+    as_of = consensus_lib.parse_as_of(cfg.as_of) if cfg.as_of else None
+    with open(d / "tags.jsonl", "w", encoding="utf-8") as f:
+        for i in range(len(events)):
+            if as_of is not None and int(events.ts[i]) > as_of:
+                continue
+            f.write(json.dumps({"number": format_key(int(events.key[i])),
+                                "reporter": events.reporters[int(events.reporter[i])],
+                                "category": by_code(int(events.category[i])).key,
+                                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(events.ts[i])))})
+                    + "\n")
+    with open(d / "verified.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["number", "company"])
+        for key, company in side["verified"].items():
+            w.writerow([format_key(key), company])
+    with open(d / "truth.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["number", "role", "category", "harmful", "first_day", "last_day", "company"])
+        for row in read_labels(str(labels_csv)):
+            if row["published"] == "1":
+                harmful = int(row["category"] in HARMFUL_KEYS)
+                w.writerow([row["number"], "label", row["category"], harmful, 0, 10**6, row.get("company", "")])
+    return d
+
+
+def student_stage(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_dir: Path) -> str | None:
+    """Train the int8 on-device student on the release's labels, distilled from the teacher."""
     if not (cfg.student and cfg.calls):
         return None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the log
     from trainer.model import student
-    return student.train_student(calls_csv=cfg.calls, labels_csv=str(labels_csv),
-                                 teacher_scores=scores, out_dir=str(build_dir / "model"),
-                                 seed=cfg.seed)
+    data = training_dir(cfg, labels_csv, events, side, build_dir)
+    return str(student.train_student(str(data), str(build_dir / "model")))
 
 
 def evaluation_stage(model_dir: str | None, cfg: BuildConfig, build_dir: Path) -> str | None:
-    """Evaluation report; the release gate against the published model."""
+    """Evaluation report (report.md with plots) and the release gate against the published model."""
     if model_dir is None:
         return None
     from trainer import evaluate
-    report = evaluate.evaluate(model_dir, calls_csv=cfg.calls, out_dir=str(build_dir / "report"),
-                               published_dir=cfg.published_model)
+    data = build_dir / "training"
+    evaluate.evaluate(model_dir, str(data), published_dir=cfg.published_model)
     if cfg.published_model:
-        evaluate.gate(model_dir, cfg.published_model, cfg.gate_margin)
-    return report
+        evaluate.gate(model_dir, cfg.published_model, cfg.gate_margin, data_dir=str(data))
+    return str(Path(model_dir) / "report.md")
 
 
 def packs_stage(labels_csv: Path, version: int, cfg: BuildConfig, build_dir: Path) -> str:
@@ -243,7 +320,7 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
         teacher_dir, scores = teacher_stage(table, labels_csv, build_dir, cfg)
         stats.update(model_labels_stage(labels_csv, table, scores, side, cfg))
     with progress.stage("student"):
-        model_dir = student_stage(cfg, labels_csv, table, scores, build_dir)
+        model_dir = student_stage(cfg, labels_csv, events, side, build_dir)
     with progress.stage("evaluation"):
         report = evaluation_stage(model_dir, cfg, build_dir)
     with progress.stage("packs"):
