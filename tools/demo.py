@@ -34,7 +34,8 @@ class DemoConfig:
     exports: str = "exports"  # published artefacts (kept; versions go on across runs)
     keys: str = "var/keys"  # signing keys (kept: the exports' root of trust)
     days: int = 9  # simulated days; the last two are "day 1" and "day 2" of the demo
-    users: int = 1500  # handset users who may tag
+    users: int = 3000  # handset users who may tag
+    tag_scale: float = 3.0  # how often users tag (x the simulator's default), so two days settle labels
     seed: int = 7
     calls_per_day: int | None = None  # None: the simulator's default for `users`
     channel: str = "stable"
@@ -178,7 +179,9 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     click.echo("== simulate the crowd")
     sim = work / "sim"
-    sim_kwargs = {"calls_per_day": cfg.calls_per_day} if cfg.calls_per_day else {}
+    sim_kwargs = {"tag_scale": cfg.tag_scale}
+    if cfg.calls_per_day:
+        sim_kwargs["calls_per_day"] = cfg.calls_per_day
     meta = simulate(str(sim), days=cfg.days, users=cfg.users, seed=cfg.seed, **sim_kwargs)
     meta = json.loads((sim / "meta.json").read_text())
     summary["simulated"] = {k: meta["summary"].get(k) for k in ("calls", "tags", "numbers", "harmful_numbers")}
@@ -258,7 +261,9 @@ def print_summary(summary: dict, work: Path) -> None:
         acc = rp.get("accuracy", {})
         rows += [
             (f"day {n}: tags uploaded (new devices)", f"{d['uploaded']['acked']:,} ({d['uploaded']['devices']:,})"),
-            (f"day {n}: labels / published", f"{b['stats'].get('labels', 0):,} / {b['stats'].get('published', 0):,}"),
+            (f"day {n}: labels / published (+ model-derived)",
+             f"{b['stats'].get('labels', 0):,} / {b['stats'].get('published', 0):,} "
+             f"(+{b['stats'].get('model_labels_added', 0) + b['stats'].get('model_labels_upgraded', 0):,})"),
             (f"day {n}: release version", str(d["manifest_version"])),
             (f"day {n}: full pack entries, wire / SQLite bytes",
              f"{d['pack']['entries']:,}, {d['pack']['wire_bytes']:,} / {d['pack']['sqlite_bytes']:,}"),
@@ -266,14 +271,17 @@ def print_summary(summary: dict, work: Path) -> None:
         if d["deltas"]:
             rows.append((f"day {n}: delta from v{d['deltas']['from_version']} bytes (upserts/removals)",
                          f"{d['deltas']['bytes']:,} ({d['deltas']['upserts']}/{d['deltas']['removals']})"))
+        lat = rp.get("latency", {})
         rows += [
-            (f"day {n}: handset sync", f"{d['sync'].get('status')} via {d['sync'].get('method', '?')} in {d['sync_s']:.2f} s"),
-            (f"day {n}: calls labelled", f"{rp.get('calls', 0):,}"),
-            (f"day {n}: harmful calls warned/blocked (recall)", _pct(acc.get("recall"))),
-            (f"day {n}: honest calls warned/blocked (FPR)", _pct(acc.get("false_positive_rate"))),
-            (f"day {n}: precision of warnings", _pct(acc.get("precision"))),
-            (f"day {n}: decision p50 / p99", f"{rp.get('latency_us', {}).get('p50_us', '?')} / "
-                                            f"{rp.get('latency_us', {}).get('p99_us', '?')} µs"),
+            (f"day {n}: handset sync", f"{d['sync'].get('status')} in {d['sync_s']:.2f} s"),
+            (f"day {n}: calls labelled (by source)", f"{rp.get('calls', 0):,} {rp.get('sources', {})}"),
+            (f"day {n}: harmful calls warned/blocked", _pct(acc.get("harmful_flagged"))),
+            (f"day {n}: harmful calls labelled with the true category", _pct(acc.get("harmful_right_category"))),
+            (f"day {n}: honest calls warned (silenced/rejected)",
+             f"{_pct(acc.get('benign_flagged'))} ({_pct(acc.get('benign_blocked'))})"),
+            (f"day {n}: decision latency p50 / p99", f"{lat.get('p50_us', '?')} / {lat.get('p99_us', '?')} µs"),
+            (f"day {n}: new model", "refused by the release gate (published model kept)"
+             if b["stats"].get("model_gate") else ("published" if b.get("model_dir") else "none")),
         ]
         if b.get("report"):
             rows.append((f"day {n}: model evaluation report", b["report"]))
@@ -294,14 +302,14 @@ def _pct(x) -> str:
 @click.option("--exports", default="exports", show_default=True, help="Where releases are published.")
 @click.option("--keys", default="var/keys", show_default=True, help="Signing keys (created on first use).")
 @click.option("--days", default=9, show_default=True, help="Simulated days (the last two are demo days).")
-@click.option("--users", default=1500, show_default=True, help="Handset users who may tag.")
+@click.option("--users", default=3000, show_default=True, help="Handset users who may tag.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--calls-per-day", type=int, default=None, help="Simulated call volume per day.")
 @click.option("--no-student", is_flag=True, help="Skip the on-device model (faster).")
 def command(workdir, exports, keys, days, users, seed, calls_per_day, no_student):
     """Run the main job end to end: simulate, upload, build, sign, publish, sync, label; twice.
 
-    Example: callmark demo --days 9 --users 1500
+    Example: callmark demo --days 9 --users 3000
     """
     if days < 3:
         raise click.BadParameter("needs at least 3 days (history + two demo days)", param_hint="--days")

@@ -271,6 +271,21 @@ def evaluation_stage(model_dir: str | None, cfg: BuildConfig, build_dir: Path) -
     return str(Path(model_dir) / "report.md")
 
 
+def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, stats: dict,
+                     echo) -> tuple[str | None, str | None]:
+    """Evaluate; a model the gate refuses is left out of the release (the packs still ship and
+    phones keep the published model). Returns (model_dir or None, report path)."""
+    from trainer.evaluate import ReleaseGateError
+    try:
+        return model_dir, evaluation_stage(model_dir, cfg, build_dir)
+    except ReleaseGateError as exc:
+        stats["model_gate"] = f"refused: {exc}"
+        echo(f"      the release gate refused the new model; the release keeps the published one.\n"
+             f"      {exc}")
+        report = Path(model_dir) / "report.md"
+        return None, str(report) if report.exists() else None
+
+
 def packs_stage(labels_csv: Path, version: int, cfg: BuildConfig, build_dir: Path) -> str:
     """Full, lite and province packs with their wire forms."""
     table = packs_lib.read_labels_csv(str(labels_csv), region=cfg.region)
@@ -322,7 +337,7 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
     with progress.stage("student"):
         model_dir = student_stage(cfg, labels_csv, events, side, build_dir)
     with progress.stage("evaluation"):
-        report = evaluation_stage(model_dir, cfg, build_dir)
+        model_dir, report = gated_evaluation(model_dir, cfg, build_dir, stats, echo)
     with progress.stage("packs"):
         pack_dir = packs_stage(labels_csv, version, cfg, build_dir)
     with progress.stage("deltas"):
