@@ -249,14 +249,16 @@ def training_dir(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_d
     return d
 
 
-def student_stage(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_dir: Path) -> str | None:
-    """Train the int8 on-device student on the release's labels, distilled from the teacher."""
+def student_stage(cfg: BuildConfig, labels_csv: Path, events, side: dict, scores: dict | None,
+                  build_dir: Path) -> str | None:
+    """Train the int8 on-device student on the release's labels, distilled from the teacher's
+    scores of every number with call evidence (labelled or not)."""
     if not (cfg.student and cfg.calls):
         return None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the log
     from trainer.model import student
     data = training_dir(cfg, labels_csv, events, side, build_dir)
-    return str(student.train_student(str(data), str(build_dir / "model")))
+    return str(student.train_student(str(data), str(build_dir / "model"), teacher_scores=scores))
 
 
 def evaluation_stage(model_dir: str | None, cfg: BuildConfig, build_dir: Path) -> str | None:
@@ -335,7 +337,7 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
         teacher_dir, scores = teacher_stage(table, labels_csv, build_dir, cfg)
         stats.update(model_labels_stage(labels_csv, table, scores, side, cfg))
     with progress.stage("student"):
-        model_dir = student_stage(cfg, labels_csv, events, side, build_dir)
+        model_dir = student_stage(cfg, labels_csv, events, side, scores, build_dir)
     with progress.stage("evaluation"):
         model_dir, report = gated_evaluation(model_dir, cfg, build_dir, stats, echo)
     with progress.stage("packs"):

@@ -35,7 +35,10 @@ def _clean_errors(fn):
 
 @click.group("teacher")
 def teacher_group():
-    """Server-side call-behaviour teacher (LightGBM blend) on per-number feature tables."""
+    """Server-side call-behaviour teacher (LightGBM blend) on per-number feature tables.
+
+    Example: callmark teacher fit --table train.csv --id-column phone_no_m --label-column label --out teacher/
+    """
 
 
 @teacher_group.command("fit")
@@ -96,7 +99,10 @@ def teacher_cv(table, id_column, label_column, folds):
 
 @click.group("model")
 def model_group():
-    """On-device student model: train, evaluate, gate, replay test vectors."""
+    """On-device student model: train, evaluate, gate, replay test vectors.
+
+    Example: callmark model replay --model build/model
+    """
 
 
 @model_group.command("train")

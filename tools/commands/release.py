@@ -208,7 +208,10 @@ def history_cmd(exports, channel, as_json):
 
 @click.group("keys")
 def keys_group():
-    """Manage signing keys: offline root keys (m-of-n) and the online manifest key."""
+    """Manage signing keys: offline root keys (m-of-n) and the online manifest key.
+
+    Example: callmark keys init --dir var/keys --threshold 2 --roots 3
+    """
 
 
 @keys_group.command("init")

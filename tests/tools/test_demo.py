@@ -1,0 +1,20 @@
+"""The main job end to end, small: simulate, upload through a real server, build, publish, sync, label."""
+import pytest
+
+from tools.demo import DemoConfig, run_demo
+
+
+@pytest.mark.slow
+def test_demo_two_days_full_then_delta(tmp_path):
+    summary = run_demo(DemoConfig(workdir=str(tmp_path / "work"), exports=str(tmp_path / "exports"),
+                                  keys=str(tmp_path / "keys"), days=5, users=1500, seed=3, student=False))
+    day1, day2 = summary["days"]
+    assert day1["uploaded"]["acked"] > 0 and day2["uploaded"]["acked"] > 0
+    assert day2["manifest_version"] == day1["manifest_version"] + 1
+    assert day1["sync"]["status"] == "full" and day2["sync"]["status"] == "delta"
+    for day in (day1, day2):
+        acc = day["replay"]["accuracy"]
+        assert acc["harmful_calls"] > 0 and acc["benign_calls"] > 0
+        assert acc["harmful_flagged"] > 0.5  # the pack and the rules catch most unwanted calls
+        assert acc["benign_flagged"] < 0.01  # and almost never warn about an honest caller
+    assert (tmp_path / "work" / "summary.json").exists()
