@@ -7,7 +7,7 @@ from tools.demo import DemoConfig, run_demo
 @pytest.mark.slow
 def test_demo_two_days_full_then_delta(tmp_path):
     summary = run_demo(DemoConfig(workdir=str(tmp_path / "work"), exports=str(tmp_path / "exports"),
-                                  keys=str(tmp_path / "keys"), days=5, users=1500, seed=3, student=False))
+                                  keys=str(tmp_path / "keys"), days=7, users=3000, seed=3, student=False))
     day1, day2 = summary["days"]
     assert day1["uploaded"]["acked"] > 0 and day2["uploaded"]["acked"] > 0
     assert day2["manifest_version"] == day1["manifest_version"] + 1
