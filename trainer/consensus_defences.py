@@ -17,35 +17,75 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 DAY = 86400
+CAP_BINS_MIN = 1 << 22  # daily cap: (reporter, day) bins counted directly up to this many (or n)
 
 
-def daily_cap_mask(reporter: np.ndarray, ts: np.ndarray, cap: int) -> np.ndarray:
-    """True for events within the first `cap` of their reporter's UTC day (by time)."""
+def daily_cap_mask(reporter: np.ndarray, ts: np.ndarray, cap: int, n_reps: int | None = None
+                   ) -> np.ndarray | None:
+    """True for events within the first `cap` of their reporter's UTC day (by time, ties by row);
+    None when no reporter exceeds the cap on any day (everything counts)."""
     n = reporter.shape[0]
     if n == 0 or cap <= 0:
-        return np.ones(n, bool)
+        return None
     day = ts // DAY
-    order = np.lexsort((ts, day, reporter))
-    r, d = reporter[order], day[order]
-    new = np.ones(n, bool)
-    new[1:] = (r[1:] != r[:-1]) | (d[1:] != d[:-1])
-    start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
-    rank = np.arange(n) - start
-    keep = np.empty(n, bool)
-    keep[order] = rank < cap
+    d0 = int(day.min())
+    n_days = int(day.max()) - d0 + 1
+    n_reps = int(reporter.max()) + 1 if n_reps is None else n_reps
+    if n <= cap:
+        return None
+    group = reporter.astype(np.int64) * n_days + (day - d0)
+    del day
+    if n_reps * n_days <= max(n, CAP_BINS_MIN):  # counts by direct indexing (<= 8 B per event)
+        over = np.bincount(group, minlength=n_reps * n_days)[group] > cap
+    else:  # sorted copy: run lengths, then mark the events of the few over-cap groups
+        g = np.sort(group)
+        starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+        runs = np.diff(np.append(starts, n))
+        big = g[starts[runs > cap]]
+        del g, starts, runs
+        if not big.size:
+            return None
+        over = np.isin(group, big)
+    if not over.any():
+        return None
+    # rank the events of the over-cap (reporter, day) groups by time
+    sub = np.flatnonzero(over)
+    order = sub[np.lexsort((sub, ts[sub], group[sub]))]
+    g = group[order]
+    new = np.ones(order.size, bool)
+    new[1:] = g[1:] != g[:-1]
+    start = np.maximum.accumulate(np.where(new, np.arange(order.size), 0))
+    keep = np.ones(n, bool)
+    keep[order] = (np.arange(order.size) - start) < cap
     return keep
 
 
-def latest_vote(reporter: np.ndarray, key: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Indices of the latest event per (reporter, key) (ties: the later row), sorted by key."""
-    n = key.shape[0]
+def latest_vote(reporter: np.ndarray, item: np.ndarray, ts: np.ndarray, n_reps: int | None = None
+                ) -> np.ndarray:
+    """Indices of the latest event per (reporter, item) (ties: the later row), sorted by
+    (item, reporter). `item` are dense non-negative ids (e.g. ranks of the number keys)."""
+    n = item.shape[0]
     if n == 0:
         return np.empty(0, np.int64)
-    order = np.lexsort((np.arange(n), ts, reporter, key))
-    k, r = key[order], reporter[order]
-    last = np.ones(n, bool)
-    last[:-1] = (k[1:] != k[:-1]) | (r[1:] != r[:-1])
-    return order[last]
+    n_reps = int(reporter.max()) + 1 if n_reps is None else n_reps
+    pair = item.astype(np.int64) * n_reps + reporter
+    order = np.argsort(pair)
+    ps = pair[order]
+    dup = ps[1:] == ps[:-1]
+    if not dup.any():
+        return order
+    # pairs with several events: keep the latest (then the later row); a small subset usually
+    in_dup = np.zeros(n, bool)
+    in_dup[1:] = dup
+    in_dup[:-1] |= dup
+    pos = np.flatnonzero(in_dup)
+    rows = order[pos]
+    sub = rows[np.lexsort((rows, ts[rows], ps[pos]))]
+    last = np.ones(sub.size, bool)
+    last[:-1] = pair[sub][1:] != pair[sub][:-1]
+    keep = ~in_dup
+    out = np.concatenate([order[keep], sub[last]])
+    return out[np.argsort(pair[out], kind="stable")]
 
 
 def history_factor(reporter: np.ndarray, ts: np.ndarray, first_ts: np.ndarray, new_weight: float,
@@ -58,22 +98,26 @@ def history_factor(reporter: np.ndarray, ts: np.ndarray, first_ts: np.ndarray, n
 
 
 def find_blocs(item: np.ndarray, reporter: np.ndarray, ts: np.ndarray, n_reps: int, *,
-               window_days: float, neighbours: int, min_shared: int, min_overlap: float
-               ) -> tuple[np.ndarray, int]:
+               window_days: float, neighbours: int, min_shared: int, min_overlap: float,
+               presorted: bool = False) -> tuple[np.ndarray, int]:
     """Bloc id per reporter (its own id when alone) and the number of multi-member blocs.
 
     Within each number, votes are ordered by reporter id (an order that is the same on every number,
     so members of a bloc stay neighbours wherever they vote together) and each vote is paired with
-    its next `neighbours` votes that fall within `window_days` of it; a pair of reporters paired on >= `min_shared` numbers, covering >= `min_overlap` of
-    the smaller one's votes, is linked. Items must be one vote per reporter."""
+    its next `neighbours` votes that fall within `window_days` of it; a pair of reporters paired
+    on >= `min_shared` numbers, covering >= `min_overlap` of the smaller one's votes, is linked.
+    Items must be one vote per reporter; `presorted`: votes already sorted by (item, reporter)."""
     bloc = np.arange(n_reps, dtype=np.int64)
     nv = np.bincount(reporter, minlength=n_reps)
     m = nv[reporter] >= min_shared
     if m.sum() < 2:
         return bloc, 0
-    it, rp, t = item[m], reporter[m], ts[m]
-    order = np.lexsort((rp, it))
-    it, rp, t = it[order], rp[order], t[order]
+    it, rp, t = (item, reporter, ts) if m.all() else (item[m], reporter[m], ts[m])
+    del m
+    if not presorted:
+        order = np.lexsort((rp, it))
+        it, rp, t = it[order], rp[order], t[order]
+        del order
     window = window_days * DAY
     pa, pb = [], []
     for j in range(1, neighbours + 1):
@@ -106,21 +150,23 @@ def find_blocs(item: np.ndarray, reporter: np.ndarray, ts: np.ndarray, n_reps: i
 
 
 def collapse(item: np.ndarray, unit: np.ndarray, young: np.ndarray, day: np.ndarray,
-             w: np.ndarray, cohort_cap: float) -> np.ndarray:
+             w: np.ndarray, cohort_cap: float, blocs: bool = True) -> np.ndarray:
     """Per-vote multipliers: blocs weigh as their heaviest member per number; young accounts on the
-    same number and day weigh at most `cohort_cap` together."""
+    same number and day weigh at most `cohort_cap` together. `blocs=False`: no unit has several
+    members (skips the grouping)."""
     n = w.shape[0]
     mult = np.ones(n)
     if n == 0:
         return mult
-    # bloc collapse: group (item, unit)
-    _, g = np.unique(item.astype(np.int64) * (int(unit.max()) + 1) + unit, return_inverse=True)
-    g = g.ravel()
-    gsum = np.bincount(g, w)
-    gmax = np.zeros(gsum.shape[0])
-    np.maximum.at(gmax, g, w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mult *= np.where(gsum[g] > 0, gmax[g] / gsum[g], 1.0)
+    if blocs:  # bloc collapse: group (item, unit)
+        _, g = np.unique(item.astype(np.int64) * (int(unit.max()) + 1) + unit,
+                         return_inverse=True)
+        g = g.ravel()
+        gsum = np.bincount(g, w)
+        gmax = np.zeros(gsum.shape[0])
+        np.maximum.at(gmax, g, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mult *= np.where(gsum[g] > 0, gmax[g] / gsum[g], 1.0)
     # cohort cap over young votes of the same (item, day)
     if young.any() and cohort_cap > 0:
         idx = np.flatnonzero(young)

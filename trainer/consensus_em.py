@@ -5,8 +5,14 @@ follows a crowd-wide confusion row Q[t, :] (zero diagonal). Each vote enters the
 its weight w_v (time decay x account history x bloc/cohort discount), so discounted votes are weak
 evidence rather than simply fewer votes. With `loo`, a reporter's accuracy is scored against the
 posterior of the item *without its own unit's votes* (a unit is a reporter or a detected bloc), so a
-bloc cannot earn trust by agreeing with itself. All sums are column-wise numpy (bincount), chunked
-over items so memory stays O(votes).
+bloc cannot earn trust by agreeing with itself.
+
+Speed (see docs/consensus.md, "Speed"): the E-step is two weighted bincounts over the votes plus one
+(items x classes) @ (classes x classes) product; the per-class vote counts are computed once. The
+leave-one-out M-step removes a single vote in probability space: with the item posterior pi,
+p_loo(t) ~ pi(t) * Q[t, c]^-w for t != c and pi(c) * ((1 - a) / a)^w, so votes are processed sorted
+by their class, in float32 blocks that stay in the CPU cache, without any per-vote softmax. Votes of
+multi-vote units (blocs) are removed as a group in log space (float64), as before.
 """
 from __future__ import annotations
 
@@ -15,15 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import csr_matrix
 
-ITEM_CHUNK = 200_000  # items per dense (items x classes) block
-VOTE_CHUNK = 400_000  # votes per (votes x classes) block in the M-step
+ITEM_CHUNK = 131_072  # items per dense (items x classes) block in the E-step
+VOTE_CHUNK = 8_192  # votes per (votes x classes) float32 block in the M-step (fits the L2 cache)
+LOG_FLOOR = -60.0  # item log posteriors below max - 60 are floored (e^-60: no effect, no denormals)
 
 
 @dataclass
 class EMResult:
     """Fitted parameters and the per-item log posterior (unnormalised)."""
 
-    log_post: np.ndarray  # float64 (items x classes), log P(class | votes) up to a per-item constant
+    log_post: np.ndarray  # float64 (items x classes; a transposed view), log P(class | votes) up to
+    # a per-item constant
     accuracy: np.ndarray  # float64 per reporter: probability its vote is right
     prior: np.ndarray  # float64 per class
     confusion: np.ndarray  # float64 (classes x classes), rows sum to 1, zero diagonal
@@ -37,22 +45,70 @@ def _softmax(s: np.ndarray) -> np.ndarray:
     return s
 
 
-def _log_post(item, cls, w, log_a, log_1a, n_items, k, log_prior, log_q0) -> np.ndarray:
-    """S[i, t] = log pi_t + sum_v w_v log P(vote c_v | t) for every item (chunked over items)."""
-    out = np.empty((n_items, k), np.float64)
-    bounds = np.searchsorted(item, np.arange(0, n_items + ITEM_CHUNK, ITEM_CHUNK))
-    for ci, lo in enumerate(range(0, n_items, ITEM_CHUNK)):
-        hi = min(n_items, lo + ITEM_CHUNK)
-        a, b = bounds[ci], bounds[ci + 1]
-        m = hi - lo
-        cell = (item[a:b] - lo).astype(np.int64) * k + cls[a:b]
-        wv = w[a:b]
-        A = np.bincount(cell, wv * log_a[a:b], minlength=m * k).reshape(m, k)
-        B = np.bincount(cell, wv * log_1a[a:b], minlength=m * k).reshape(m, k)
-        W = np.bincount(cell, wv, minlength=m * k).reshape(m, k)
-        # votes for class t when truth is t: log a; votes for c != t: log(1-a) + log Q[t, c]
-        out[lo:hi] = log_prior + A - B + B.sum(axis=1, keepdims=True) + W @ log_q0.T
-    return out
+class _Votes:
+    """Vote columns sorted by item, with the per-chunk boundaries and class counts the E-step uses.
+
+    The E-step works class-major (classes x items): reductions over the 18 classes are then
+    element-wise operations on whole rows, much faster than reductions along a short axis."""
+
+    def __init__(self, item, cls, rep, w, n_items, k):
+        self.item, self.cls, self.rep, self.w, self.n_items, self.k = item, cls, rep, w, n_items, k
+        self.bounds = np.searchsorted(item, np.arange(0, n_items + ITEM_CHUNK, ITEM_CHUNK))
+        # flat (class, item) cell of each vote within its chunk (int32: < ITEM_CHUNK * k), and the
+        # weighted vote count per cell: both constant over the iterations
+        self.cells = [(cls[a:b].astype(np.int32) * (hi - lo) + (item[a:b] - lo).astype(np.int32))
+                      for lo, hi, a, b in self.chunks()]
+        self.counts = [np.bincount(cell, w[a:b], minlength=(hi - lo) * k)
+                       .reshape(k, hi - lo).astype(np.float32)
+                       for (lo, hi, a, b), cell in zip(self.chunks(), self.cells)]
+
+    def chunks(self):
+        for ci, lo in enumerate(range(0, self.n_items, ITEM_CHUNK)):
+            yield lo, min(self.n_items, lo + ITEM_CHUNK), self.bounds[ci], self.bounds[ci + 1]
+
+    def _blocks(self, log_acc, log_1acc, log_prior, log_q0, dtype):
+        """(lo, hi, S[:, lo:hi]) per item chunk: S[t, i] = log pi_t + sum_v w_v log P(c_v | t).
+
+        `log_acc` / `log_1acc`: log a and log(1 - a) per reporter."""
+        k = self.k
+        lq = log_q0.astype(dtype)
+        lp = log_prior.astype(dtype)[:, None]
+        logit = log_acc - log_1acc
+        for (lo, hi, a, b), cnt, cell in zip(self.chunks(), self.counts, self.cells):
+            m = hi - lo
+            r, wv = self.rep[a:b], self.w[a:b]
+            # votes for class t when truth is t: log a; votes for c != t: log(1-a) + log Q[t, c]
+            o = np.bincount(cell, wv * logit[r], minlength=m * k).reshape(k, m).astype(dtype)
+            o += np.bincount(self.item[a:b] - lo, wv * log_1acc[r], minlength=m).astype(dtype)
+            o += lp
+            o += lq @ (cnt if dtype == np.float32 else cnt.astype(dtype))
+            yield lo, hi, o
+
+    def log_post_t(self, log_acc, log_1acc, log_prior, log_q0, dtype=np.float64) -> np.ndarray:
+        """The log posterior S (classes x items)."""
+        out = np.empty((self.k, self.n_items), dtype)
+        for lo, hi, o in self._blocks(log_acc, log_1acc, log_prior, log_q0, dtype):
+            out[:, lo:hi] = o
+        return out
+
+    def posterior(self, log_acc, log_1acc, log_prior, log_q0, rows: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised posterior, items x classes float32, floored at e^LOG_FLOOR; the unfloored
+        float64 log posterior of the items `rows` (sorted), one row each), block by block."""
+        post = np.empty((self.n_items, self.k), np.float32)
+        s_rows = np.empty((rows.size, self.k))
+        bounds = np.searchsorted(rows, [lo for lo, _, _, _ in self.chunks()] + [self.n_items])
+        for ci, (lo, hi, o) in enumerate(self._blocks(log_acc, log_1acc, log_prior, log_q0,
+                                                       np.float32)):
+            ra, rb = bounds[ci], bounds[ci + 1]
+            if rb > ra:
+                s_rows[ra:rb] = o[:, rows[ra:rb] - lo].T
+            o -= o.max(axis=0)
+            np.maximum(o, LOG_FLOOR, out=o)
+            np.exp(o, out=o)
+            o /= o.sum(axis=0)
+            post[lo:hi] = o.T
+        return post, s_rows
 
 
 def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit: np.ndarray,
@@ -64,6 +120,8 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
     `unit` groups votes for the leave-one-out score (reporter or bloc id); `learn_mask` selects the
     votes that inform accuracies (e.g. items with at least two units)."""
     lo_b, hi_b = accuracy_bounds
+    w = np.asarray(w, np.float64)
+    votes = _Votes(item, cls, rep, w, n_items, k)
     acc = np.full(n_reps, prior_accuracy, np.float64)
     q = np.full((k, k), 1.0 / (k - 1))
     np.fill_diagonal(q, 0.0)
@@ -71,56 +129,53 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
     prior /= prior.sum()
     alpha = prior_accuracy * prior_strength
     beta = (1.0 - prior_accuracy) * prior_strength
-    lm = np.ones(item.shape[0], bool) if learn_mask is None else learn_mask
-    l_item, l_rep, l_cls, l_w = item[lm], rep[lm], cls[lm], w[lm]
-    if loo and l_item.size:
-        gkey = l_item.astype(np.int64) * (int(unit.max()) + 1) + unit[lm]
+    learn = np.flatnonzero(np.ones(item.shape[0], bool) if learn_mask is None else learn_mask)
+    multi = np.zeros(learn.shape[0], bool)
+    l_group = None
+    if loo and learn.size and not np.array_equal(unit[learn], rep[learn]):
+        gkey = item[learn].astype(np.int64) * (int(unit.max()) + 1) + unit[learn]
         _, l_group, gsize = np.unique(gkey, return_inverse=True, return_counts=True)
         l_group = l_group.ravel()
         multi = gsize[l_group] > 1  # votes whose unit has other votes on the same item (blocs)
-    log_post = None
+    den = np.bincount(rep[learn], w[learn], minlength=n_reps) + alpha + beta
+    m_idx = learn[multi]
+    m_group = l_group[multi] if l_group is not None else None
+    m_ii = item[m_idx]
+    single = learn[~multi] if loo else learn
+    del learn, multi, l_group
+    # single votes sorted by (class, item): each class is one run of cache-sized blocks
+    single = single[np.argsort(cls[single].astype(np.int8), kind="stable")]  # radix sort
+    s_item, s_rep, s_w = item[single], rep[single], w[single]
+    s_w32 = s_w.astype(np.float32)
+    s_cls = cls[single].astype(np.int8)
+    cbound = np.searchsorted(s_cls, np.arange(k + 1))
+    del single
     it = 0
     for it in range(1, iterations + 1):
-        log_a = np.log(acc)[rep]
-        log_1a = np.log1p(-acc)[rep]
-        with np.errstate(divide="ignore"):
-            log_q0 = np.log(q)
-        np.fill_diagonal(log_q0, 0.0)
-        log_post = _log_post(item, cls, w, log_a, log_1a, n_items, k, np.log(prior), log_q0)
-        post = _softmax(log_post.copy())
-        new_prior = post.sum(axis=0) + 1.0
-        new_prior /= new_prior.sum()
-        # M-step: score each learning vote against the (leave-own-unit-out) item posterior
-        correct = np.empty(l_item.shape[0])
-        qcount = np.zeros((k, k))
         log_acc, log_1acc = np.log(acc), np.log1p(-acc)
-        for a in range(0, l_item.shape[0], VOTE_CHUNK):
-            b = min(l_item.shape[0], a + VOTE_CHUNK)
-            ii, cc, ww, rr = l_item[a:b], l_cls[a:b], l_w[a:b], l_rep[a:b]
-            rows = np.arange(b - a)
-            if loo:
-                # remove the vote's own unit from its item's posterior: the vote itself, or for a
-                # bloc the whole bloc's summed contribution
-                lv = log_1acc[rr][:, None] + log_q0[:, cc].T
-                lv[rows, cc] = log_acc[rr]
-                lv *= ww[:, None]
-                mm = np.flatnonzero(multi[a:b])
-                if mm.size:
-                    g = l_group[a:b][mm]
-                    gu, ginv = np.unique(g, return_inverse=True)
-                    gs = np.zeros((gu.size, k))
-                    _group_add(gs, ginv.ravel(), lv[mm])
-                    lv[mm] = gs[ginv.ravel()]
-                p = _softmax(log_post[ii] - lv)
-            else:
-                p = post[ii]
-            correct[a:b] = p[rows, cc]
-            p *= ww[:, None]
-            p[rows, cc] = 0.0
-            onehot = csr_matrix((np.ones(b - a), (rows, cc)), shape=(b - a, k))
-            qcount += np.asarray((onehot.T @ p).T)  # mistakes: truth t (row), vote c (column)
-        num = np.bincount(l_rep, l_w * correct, minlength=n_reps) + alpha
-        den = np.bincount(l_rep, l_w, minlength=n_reps) + alpha + beta
+        log_q0 = _log_q0(q)
+        # posterior per item; for bloc votes the unfloored log posterior of their item rows
+        post, s_multi = votes.posterior(log_acc, log_1acc, np.log(prior), log_q0, m_ii)
+        new_prior = post.sum(axis=0, dtype=np.float64) + 1.0
+        new_prior /= new_prior.sum()
+        qcount = np.zeros((k, k))
+        if loo:
+            correct_s = _loo_single(post, s_item, s_rep, s_w32, cbound, log_1acc - log_acc,
+                                    -log_q0, qcount)
+        else:
+            correct_s = post[s_item, s_cls]
+            # mistakes: truth t (row), vote c (column), summed at item level
+            cnt = np.bincount(s_item.astype(np.int64) * k + s_cls, s_w,
+                              minlength=n_items * k).reshape(n_items, k)
+            qcount += post.T.astype(np.float64) @ cnt
+        num = np.full(n_reps, alpha)
+        for a in range(0, s_rep.shape[0], 1 << 20):  # blocks: bounded temporaries
+            num += np.bincount(s_rep[a:a + (1 << 20)], s_w[a:a + (1 << 20)] *
+                               correct_s[a:a + (1 << 20)], minlength=n_reps)
+        if m_idx.size:
+            correct_m = _loo_groups(s_multi, cls[m_idx], w[m_idx], rep[m_idx], m_group,
+                                    log_acc, log_1acc, log_q0, qcount)
+            num += np.bincount(rep[m_idx], w[m_idx] * correct_m, minlength=n_reps)
         new_acc = np.clip(num / den, lo_b, hi_b)
         qcount += 0.5  # smoothing so no confusion is impossible
         np.fill_diagonal(qcount, 0.0)
@@ -128,19 +183,72 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         delta = max(float(np.abs(new_acc - acc).max(initial=0.0)), float(np.abs(new_q - q).max()),
                     float(np.abs(new_prior - prior).max()))
         acc, q, prior = new_acc, new_q, new_prior
+        del post, s_multi, correct_s
         if delta < tol:
             break
-    log_a = np.log(acc)[rep]
-    log_1a = np.log1p(-acc)[rep]
-    with np.errstate(divide="ignore"):
-        log_q0 = np.log(q)
-    np.fill_diagonal(log_q0, 0.0)
-    log_post = _log_post(item, cls, w, log_a, log_1a, n_items, k, np.log(prior), log_q0)
+    del s_item, s_rep, s_w, s_w32, s_cls  # free the learning copies before the float64 posterior
+    log_post = votes.log_post_t(np.log(acc), np.log1p(-acc), np.log(prior), _log_q0(q)).T
     return EMResult(log_post, acc, prior, q, it)
 
 
-def _group_add(out: np.ndarray, g: np.ndarray, vals: np.ndarray) -> None:
-    """out[g] += vals row-wise (column bincounts, faster than np.add.at)."""
-    m = out.shape[0]
-    for t in range(vals.shape[1]):
-        out[:, t] += np.bincount(g, vals[:, t], minlength=m)
+def _log_q0(q: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        log_q0 = np.log(q)
+    np.fill_diagonal(log_q0, 0.0)
+    return log_q0
+
+
+def _loo_single(post, s_item, s_rep, s_w32, cbound, log_ratio, neg_log_q0, qcount) -> np.ndarray:
+    """P(vote's class | the item's other votes) for one-vote units, adding the weighted posterior
+    of the truth to qcount[:, c] (mistakes: truth t, vote c)."""
+    k = post.shape[1]
+    n = s_item.shape[0]
+    correct = np.empty(n, np.float64)
+    log_ratio = log_ratio.astype(np.float32)  # per reporter: log((1 - a) / a)
+    ones_k = np.ones(k, np.float32)
+    buf_e = np.empty((VOTE_CHUNK, k), np.float32)
+    buf_p = np.empty((VOTE_CHUNK, k), np.float32)
+    for c in range(k):
+        a0, b0 = int(cbound[c]), int(cbound[c + 1])
+        if a0 == b0:
+            continue
+        col = neg_log_q0[:, c].astype(np.float32)
+        col[c] = 0.0
+        qc = np.zeros(k, np.float64)
+        for a in range(a0, b0, VOTE_CHUNK):
+            b = min(b0, a + VOTE_CHUNK)
+            m = b - a
+            ww = s_w32[a:b]
+            e, p = buf_e[:m], buf_p[:m]
+            np.multiply(ww[:, None], col[None, :], out=e)
+            np.exp(e, out=e)  # Q[t, c]^-w: removing the vote's own evidence
+            e[:, c] = np.exp(ww * log_ratio[s_rep[a:b]])  # ((1 - a) / a)^w
+            np.take(post, s_item[a:b], axis=0, out=p)
+            e *= p
+            z = e @ ones_k
+            correct[a:b] = e[:, c] / z
+            qc += (ww / z) @ e  # weighted posterior of the truth, summed over the block
+        qcount[:, c] += qc
+    return correct
+
+
+def _loo_groups(s_rows, cc, ww, rr, group, log_acc, log_1acc, log_q0, qcount) -> np.ndarray:
+    """Like _loo_single for votes of multi-vote units (blocs): the whole unit's votes are removed
+    from the item's log posterior `s_rows` (one row per vote)."""
+    n, k = s_rows.shape
+    rows = np.arange(n)
+    lv = log_1acc[rr][:, None] + log_q0[:, cc].T
+    lv[rows, cc] = log_acc[rr]
+    lv *= ww[:, None]
+    gu, ginv = np.unique(group, return_inverse=True)
+    ginv = ginv.ravel()
+    gs = np.zeros((gu.size, k))
+    for t in range(k):
+        gs[:, t] = np.bincount(ginv, lv[:, t], minlength=gu.size)
+    p = _softmax(s_rows - gs[ginv])
+    correct = p[rows, cc]
+    p *= ww[:, None]
+    p[rows, cc] = 0.0
+    onehot = csr_matrix((np.ones(n), (rows, cc)), shape=(n, k))
+    qcount += np.asarray((onehot.T @ p).T)
+    return correct

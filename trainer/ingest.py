@@ -1,8 +1,11 @@
 """Ingest tag events into column arrays: CSV / JSONL files, SQLite stores or any iterable of dicts.
 
 The hot path is column-wise: rows are read in chunks, each column is converted with a per-distinct-
-string cache (number keys, category codes, reporter ids are interned to ints) and appended to numpy
-arrays. No per-event Python objects survive a chunk, so 10 M events fit in a few hundred MB.
+value cache (number keys, category codes, reporter ids are interned to ints) and appended to numpy
+arrays. No per-event Python objects survive a chunk (10 M events: 220 MB of columns). Plain CSV
+is split in C a block at a time (`_csv_blocks`); numbers and reporter ids of big chunks are interned
+through a hashed numpy table (`_BytesTable`), so Python code runs once per new distinct value, not
+once per row; see docs/consensus.md, "Speed and memory".
 
 Bad rows are counted per reason with a few samples in a `BadRowReport`; they are never fatal. Only
 file-level problems (missing file, missing required columns) raise `IngestError`.
@@ -13,25 +16,26 @@ import csv
 import gzip
 import io
 import json
-import math
 import sqlite3
-import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from itertools import islice
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
-
-from callmark.categories import CATEGORIES
 from callmark.numbers import key_of
+from trainer.ingest_columns import (MS_THRESHOLD, TagEvents, _bool, _Builder, _CAT_CODES,
+                                    parse_ts)
+
+__all__ = ["REQUIRED", "OPTIONAL", "IngestError", "BadRowReport", "TagEvents", "MS_THRESHOLD",
+           "parse_ts", "read_tags", "sqlite_rows", "read_verified", "Appeal", "read_appeals",
+           "read_recycled"]
 
 REQUIRED = ("number", "reporter", "category", "ts")
 OPTIONAL = ("company", "note", "ring_s", "talk_s", "answered", "direction", "event_id")
 CHUNK_ROWS = 100_000  # rows converted per chunk (bounds the transient Python objects)
+CSV_BLOCK_CHARS = 1 << 23  # characters of plain CSV split per block (fast path)
+CSV_CHUNK_ROWS = 200_000  # rows per chunk on the fast path (fewer repeats of its distinct values)
 MAX_SAMPLES = 20  # bad-row samples kept per report
-MS_THRESHOLD = 10**11  # epoch values above this are taken as milliseconds
 
 
 class IngestError(ValueError):
@@ -79,232 +83,6 @@ class BadRowReport:
         return cls(d["rows"], counts, [(int(a), str(b), str(c)) for a, b, c in d.get("samples", [])])
 
 
-@dataclass
-class TagEvents:
-    """Tag events as parallel numpy columns (one entry per accepted row)."""
-
-    key: np.ndarray  # int64 number key (callmark.numbers)
-    reporter: np.ndarray  # int32 index into `reporters`
-    category: np.ndarray  # int16 category code (callmark.categories)
-    ts: np.ndarray  # int64 epoch seconds UTC
-    company: np.ndarray  # int32 index into `companies`, -1 when absent
-    ring_s: np.ndarray  # float32 seconds the phone rang, NaN when unknown
-    talk_s: np.ndarray  # float32 seconds talked, NaN when unknown
-    answered: np.ndarray  # int8 1/0, -1 unknown
-    direction: np.ndarray  # int8 0 in, 1 out, -1 unknown
-    reporters: list[str]  # pseudonymous reporter ids, interned
-    companies: list[str]  # company names, interned
-
-    def __len__(self) -> int:
-        return int(self.key.shape[0])
-
-    def take(self, idx) -> "TagEvents":
-        """A subset (boolean mask or index array) sharing the intern tables."""
-        return TagEvents(self.key[idx], self.reporter[idx], self.category[idx], self.ts[idx],
-                         self.company[idx], self.ring_s[idx], self.talk_s[idx], self.answered[idx],
-                         self.direction[idx], self.reporters, self.companies)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.key, self.reporter, self.category, self.ts, self.company,
-                                      self.ring_s, self.talk_s, self.answered, self.direction))
-
-    @classmethod
-    def from_arrays(cls, key, reporter, category, ts, reporters=None, company=None,
-                    companies=None) -> "TagEvents":
-        """Build from plain arrays (reporter as ints; category as codes); used by tests and benches."""
-        key = np.asarray(key, np.int64)
-        n = key.shape[0]
-        reporter = np.asarray(reporter, np.int32)
-        if reporters is None:
-            reporters = [str(i) for i in range(int(reporter.max()) + 1 if n else 0)]
-        return cls(key, reporter, np.asarray(category, np.int16), np.asarray(ts, np.int64),
-                   np.full(n, -1, np.int32) if company is None else np.asarray(company, np.int32),
-                   np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32),
-                   np.full(n, -1, np.int8), np.full(n, -1, np.int8), list(reporters),
-                   list(companies or []))
-
-
-_CAT_CODES: dict[str, int] = {}
-for _c in CATEGORIES:
-    _CAT_CODES[_c.key] = _c.code
-    _CAT_CODES[_c.key.upper()] = _c.code
-    _CAT_CODES[str(_c.code)] = _c.code
-    _CAT_CODES[_c.key.replace("_", "-")] = _c.code
-    _CAT_CODES[_c.en.lower()] = _c.code
-
-
-def parse_ts(value) -> int | None:
-    """Epoch seconds from ISO-8601 (naive = UTC) or epoch seconds/milliseconds; None if invalid."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        v = float(value)
-    else:
-        s = str(value).strip()
-        if not s:
-            return None
-        if s[0].isdigit() and ("-" not in s and ":" not in s):
-            try:
-                v = float(s)
-            except ValueError:
-                return None
-        else:
-            try:
-                d = datetime.fromisoformat(s)
-            except ValueError:
-                return None
-            if d.tzinfo is None:
-                d = d.replace(tzinfo=timezone.utc)
-            return int(d.timestamp())
-    if not math.isfinite(v) or v < 0:
-        return None
-    if v > MS_THRESHOLD:
-        v /= 1000.0
-    return int(v)
-
-
-class _Builder:
-    """Converts chunks of column lists to arrays, with caches shared across chunks."""
-
-    def __init__(self, region: str, report: BadRowReport):
-        self.region = region
-        self.report = report
-        self.num_cache: dict[str, int] = {}  # raw string -> key, -1 when invalid
-        self.rep_ids: dict[str, int] = {}
-        self.comp_ids: dict[str, int] = {}
-        self.parts: list[tuple[np.ndarray, ...]] = []
-
-    def _key(self, raw) -> int:
-        k = key_of(raw, self.region)
-        return -1 if k is None else k
-
-    def add(self, row_nos: list[int], cols: dict[str, list]) -> None:
-        n = len(row_nos)
-        if not n:
-            return
-        bad = np.zeros(n, bool)
-        report = self.report
-
-        def reject(i: int, reason: str, excerpt) -> None:
-            if not bad[i]:
-                bad[i] = True
-                report.add(row_nos[i], reason, excerpt)
-
-        # numbers: cached per distinct raw string
-        cache = self.num_cache
-        raw_nums = cols["number"]
-        keys = np.empty(n, np.int64)
-        for i, s in enumerate(raw_nums):
-            k = cache.get(s)
-            if k is None:
-                if s is None or s == "":
-                    k = -2
-                else:
-                    k = cache[s] = self._key(s)
-            keys[i] = k
-        for i in np.flatnonzero(keys < 0):
-            reject(i, "missing number" if keys[i] == -2 else "unparseable number", raw_nums[i])
-
-        cats = np.fromiter((_CAT_CODES.get(c, 0) if isinstance(c, str) else
-                            _CAT_CODES.get(str(c), 0) for c in cols["category"]), np.int16, n)
-        for i in np.flatnonzero(cats == 0):
-            reject(i, "unknown category", cols["category"][i])
-
-        rep_ids = self.rep_ids
-        reps = np.empty(n, np.int32)
-        for i, r in enumerate(cols["reporter"]):
-            if r is None or r == "":
-                reps[i] = -1
-            else:
-                reps[i] = rep_ids.setdefault(r if isinstance(r, str) else str(r), len(rep_ids))
-        for i in np.flatnonzero(reps < 0):
-            reject(i, "missing reporter", "")
-
-        ts = _ts_column(cols["ts"])
-        for i in np.flatnonzero(ts < 0):
-            reject(i, "bad timestamp", cols["ts"][i])
-
-        comp = np.full(n, -1, np.int32)
-        if "company" in cols:
-            comp_ids = self.comp_ids
-            for i, c in enumerate(cols["company"]):
-                if c:
-                    c = str(c).strip()[:100]
-                    if c:
-                        comp[i] = comp_ids.setdefault(c, len(comp_ids))
-        ring = _floats(cols.get("ring_s"), n)
-        talk = _floats(cols.get("talk_s"), n)
-        answered = np.full(n, -1, np.int8)
-        if "answered" in cols:
-            answered = np.fromiter((_bool(v) for v in cols["answered"]), np.int8, n)
-        direction = np.full(n, -1, np.int8)
-        if "direction" in cols:
-            direction = np.fromiter((0 if v == "in" else 1 if v == "out" else -1
-                                     for v in cols["direction"]), np.int8, n)
-        ok = ~bad
-        self.parts.append(tuple(a[ok] for a in (keys, reps, cats, ts, comp, ring, talk, answered,
-                                                  direction)))
-
-    def finish(self) -> TagEvents:
-        dtypes = (np.int64, np.int32, np.int16, np.int64, np.int32, np.float32, np.float32, np.int8,
-                  np.int8)
-        if self.parts:
-            cols = [np.concatenate([p[j] for p in self.parts]) for j in range(len(dtypes))]
-        else:
-            cols = [np.empty(0, d) for d in dtypes]
-        self.parts = []
-        return TagEvents(*cols, reporters=list(self.rep_ids), companies=list(self.comp_ids))
-
-
-def _ts_column(values: list) -> np.ndarray:
-    """Vectorised parse_ts over a column: -1 where invalid. Fast paths for all-ISO or all-epoch."""
-    n = len(values)
-    if n and all(type(v) is str for v in values):
-        arr = np.array(values)
-        if arr.dtype.kind == "U":
-            has_dash = np.char.find(arr, "-") > 0
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # numpy warns about (but applies) UTC offsets
-                    if has_dash.all():
-                        return arr.astype("datetime64[s]").astype(np.int64)
-                    if not has_dash.any():
-                        v = arr.astype(np.float64)
-                        if np.isfinite(v).all() and (v >= 0).all():
-                            v = np.where(v > MS_THRESHOLD, v / 1000.0, v)
-                            return v.astype(np.int64)
-            except (ValueError, TypeError, OverflowError):
-                pass
-    out = np.empty(n, np.int64)
-    for i, v in enumerate(values):
-        t = parse_ts(v)
-        out[i] = -1 if t is None else t
-    return out
-
-
-def _floats(values, n: int) -> np.ndarray:
-    out = np.full(n, np.nan, np.float32)
-    if values is None:
-        return out
-    for i, v in enumerate(values):
-        if v is None or v == "":
-            continue
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            pass
-    return out
-
-
-def _bool(v) -> int:
-    if v is True or v in ("1", "true", "True", 1):
-        return 1
-    if v is False or v in ("0", "false", "False", 0):
-        return 0
-    return -1
-
-
 def _open_text(path: Path):
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
@@ -325,13 +103,15 @@ def _kind(path: Path) -> str:
 
 def _read_csv(path: Path, b: _Builder, report: BadRowReport, columns: dict[str, str] | None) -> None:
     with _open_text(path) as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
+        first = f.readline()
+        if not first.strip():
             return
+        try:
+            header = next(csv.reader([first]), None)
         except csv.Error as exc:
             raise IngestError(f"{path}: not a readable CSV file ({exc})") from None
+        if header is None:
+            return
         header = [h.strip().lstrip("\ufeff").lower() for h in header]
         rename = {v.lower(): k for k, v in (columns or {}).items()}
         header = [rename.get(h, h) for h in header]
@@ -340,40 +120,82 @@ def _read_csv(path: Path, b: _Builder, report: BadRowReport, columns: dict[str, 
             raise IngestError(f"{path}: missing column(s) {', '.join(missing)}; a tags CSV needs a "
                               f"header with {','.join(REQUIRED)} (found: {','.join(header)})")
         idx = {c: header.index(c) for c in REQUIRED + OPTIONAL if c in header}
-        width = max(idx[c] for c in REQUIRED) + 1
-        full = max(idx.values()) + 1
-        row_no = 1
-        while True:
-            try:
-                rows = list(islice(reader, CHUNK_ROWS))
-            except csv.Error as exc:  # e.g. NUL byte: report and skip the rest of this chunk
+        shape = (len(header), max(idx[c] for c in REQUIRED) + 1, max(idx.values()) + 1)
+        _csv_blocks(f, b, report, idx, shape)
+
+
+def _csv_blocks(f, b: _Builder, report: BadRowReport, idx: dict[str, int], shape) -> None:
+    """Fast path for plain CSV (no quotes): blocks of text split on newlines and commas in C.
+    A block with a quote or a bare carriage return hands the rest of the file to the csv module."""
+    ncol = shape[0]
+    row_no = 1
+    carry = ""
+    while True:
+        more = f.read(CSV_BLOCK_CHARS)
+        text = carry + more
+        if not text:
+            return None
+        if more:  # cut at the last newline; the partial line waits for the next block
+            end = text.rfind("\n") + 1
+            if end == 0:
+                carry = text
+                continue
+            carry, text = text[end:], text[:end]
+        else:
+            carry = ""
+        if '"' in text or "\r" in text.replace("\r\n", "\n"):
+            f.seek(0)  # rewind: the csv module reads from this block on (quotes, bare CRs)
+            rest = csv.reader(f)
+            for _ in range(row_no):
+                next(rest, None)
+            _csv_rows(rest, b, report, idx, shape, row_no)
+            return None
+        lines = text.replace("\r\n", "\n").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if not lines:
+            continue
+        counts = set(map(str.count, lines, repeat(",")))
+        if counts == {ncol - 1}:
+            flat = ",".join(lines).split(",")
+            nos = range(row_no + 1, row_no + 1 + len(lines))
+            row_no += len(lines)
+            report.rows += len(lines)
+            for a in range(0, len(lines), CSV_CHUNK_ROWS):
+                z = min(len(lines), a + CSV_CHUNK_ROWS)
+                b.add(nos[a:z], {c: flat[a * ncol + i:z * ncol:ncol] for c, i in idx.items()})
+        else:
+            row_no = _csv_rows(csv.reader(lines), b, report, idx, shape, row_no)
+
+
+def _csv_rows(reader, b: _Builder, report: BadRowReport, idx: dict[str, int], shape,
+              row_no: int) -> int:
+    """General path: rows from a csv reader, checked one by one; returns the last row number."""
+    _, width, full = shape
+    while True:
+        try:
+            rows = list(islice(reader, CHUNK_ROWS))
+        except csv.Error as exc:  # e.g. a broken quote: report and skip the rest of this chunk
+            report.rows += 1
+            report.add(row_no + 1, "unreadable CSV line", exc)
+            continue
+        if not rows:
+            return row_no
+        good, nos = [], []
+        for r in rows:
+            row_no += 1
+            if len(r) < width:
+                if not r or (len(r) == 1 and not r[0].strip()):
+                    continue  # blank line
                 report.rows += 1
-                report.add(row_no + 1, "unreadable CSV line", exc)
+                report.add(row_no, "too few columns", ",".join(r))
                 continue
-            if not rows:
-                break
-            lens = np.fromiter(map(len, rows), np.int64, len(rows))
-            if (lens >= full).all():  # fast path: every row complete
-                nos = list(range(row_no + 1, row_no + 1 + len(rows)))
-                row_no += len(rows)
-                report.rows += len(rows)
-                b.add(nos, {c: [r[i] for r in rows] for c, i in idx.items()})
-                continue
-            good, nos = [], []
-            for r in rows:
-                row_no += 1
-                if len(r) < width:
-                    if not r or (len(r) == 1 and not r[0].strip()):
-                        continue  # blank line
-                    report.rows += 1
-                    report.add(row_no, "too few columns", ",".join(r))
-                    continue
-                if len(r) < full:
-                    r = r + [""] * (full - len(r))
-                good.append(r)
-                nos.append(row_no)
-            report.rows += len(good)
-            b.add(nos, {c: [r[i] for r in good] for c, i in idx.items()})
+            if len(r) < full:
+                r = r + [""] * (full - len(r))
+            good.append(r)
+            nos.append(row_no)
+        report.rows += len(good)
+        b.add(nos, {c: [r[i] for r in good] for c, i in idx.items()})
 
 
 def _dict_chunks(rows: Iterable[Any], b: _Builder, report: BadRowReport, first_row: int = 1,
@@ -397,10 +219,11 @@ def _dict_chunks(rows: Iterable[Any], b: _Builder, report: BadRowReport, first_r
                 report.add(row_no, d.reason, d.text)
             else:
                 report.add(row_no, "row is not an object", d)
-        cols = {c: [d.get(rename.get(c, c)) for d in good] for c in fields}
-        for c in OPTIONAL:
-            if all(v is None for v in cols[c]):
-                del cols[c]
+        cols = {}
+        for c in fields:  # C-level loops: map over the rows, count the missing values
+            col = list(map(dict.get, good, repeat(rename.get(c, c))))
+            if c in REQUIRED or col.count(None) < len(col):
+                cols[c] = col
         b.add(nos, cols)
 
 

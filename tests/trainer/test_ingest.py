@@ -8,7 +8,7 @@ import pytest
 
 from callmark.categories import by_key
 from callmark.numbers import key_of
-from trainer import ingest
+from trainer import ingest, ingest_columns
 from trainer.ingest import BadRowReport, IngestError, read_appeals, read_recycled, read_tags, \
     read_verified
 
@@ -102,7 +102,7 @@ def test_number_normalisation_is_cached_per_distinct_string(tmp_path, monkeypatc
         calls.append(raw)
         return key_of(raw, region)
 
-    monkeypatch.setattr(ingest, "key_of", counting)
+    monkeypatch.setattr(ingest_columns, "key_of", counting)
     lines = ["number,reporter,category,ts"]
     lines += [f"1381234567{i % 4},u{i},fraud,{1772445600 + i}" for i in range(1000)]
     ev, rep = read_tags(write(tmp_path / "t.csv", "\n".join(lines)))
@@ -139,3 +139,65 @@ def test_bad_row_report_round_trip_is_verified():
     assert again == rep
     with pytest.raises(IngestError):
         BadRowReport.from_dict({"rows": 0, "counts": {"x": 5}})
+
+
+def _plain_rows(n):
+    """Tag rows with repeats, long and non-ASCII reporters, bad rows; returns CSV lines."""
+    rows = []
+    for i in range(n):
+        rep = f"u{i % 97}" if i % 5 else f"device-{i % 13:040d}"  # > 32 bytes: the dict path
+        rows.append(f"+86138{i % 211:08d},{rep},{('fraud', 'legit', 'delivery')[i % 3]},"
+                    f"{1772445600 + i}")
+    rows[17] = "+8613800000001,报告者,fraud,1772445600"  # non-ASCII reporter
+    rows[40] = "not-a-number,u1,fraud,1772445600"
+    rows[41] = "+8613800000001,u1,fraud,later"
+    rows[42] = "+8613800000001,,fraud,1772445600"
+    return rows
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_fast_csv_and_bulk_interning_match_the_plain_paths(tmp_path, monkeypatch, quoted):
+    rows = _plain_rows(3000)
+    rows.insert(1500, "")  # blank line
+    rows.insert(2000, "+8613800000002,u3")  # too few columns
+    if quoted:  # a quoted field half-way: the csv module takes over from that block
+        rows[2500] = '"+8613800000003",u4,"fraud",1772445600'
+    text = "number,reporter,category,ts\r\n" + "\r\n".join(rows) + "\r\n"
+    p = write(tmp_path / "t.csv", text)
+    monkeypatch.setattr(ingest_columns, "BULK_MIN_ROWS", 10**9)
+    monkeypatch.setattr(ingest, "CSV_BLOCK_CHARS", 1 << 30)
+    monkeypatch.setattr(ingest, "CSV_CHUNK_ROWS", 100_000)
+    ref, ref_rep = read_tags(p)  # one block, dict interning
+    monkeypatch.setattr(ingest_columns, "BULK_MIN_ROWS", 64)
+    monkeypatch.setattr(ingest, "CSV_BLOCK_CHARS", 4096)  # many blocks, lines cut at the edges
+    monkeypatch.setattr(ingest, "CSV_CHUNK_ROWS", 70)
+    ev, rep = read_tags(p)
+    assert rep.to_dict()["counts"] == ref_rep.to_dict()["counts"] and rep.rows == ref_rep.rows
+    assert rep.counts == {"unparseable number": 1, "bad timestamp": 1, "missing reporter": 1,
+                          "too few columns": 1}
+    assert sorted(rep.samples) == sorted(ref_rep.samples)
+    for col in ("key", "reporter", "category", "ts"):
+        assert np.array_equal(getattr(ev, col), getattr(ref, col)), col
+    assert ev.reporters == ref.reporters and "报告者" in ev.reporters
+    assert len(ev) == 3000 - 3 and len(set(ev.reporters)) == len(ev.reporters)
+
+
+def test_bulk_interning_is_exact_when_hashes_collide(monkeypatch):
+    table = ingest_columns._BytesTable()
+    vals, new, commit = table.lookup(["a", "b", "a", "c"])
+    assert new.tolist() == [0, 1, 3]
+    assert commit(np.array([10, 11, 12])).tolist() == [10, 11, 10, 12]
+    vals, new, commit = table.lookup(["c", "d", "a"])
+    assert new.tolist() == [1] and commit(np.array([13])).tolist() == [12, 13, 10]
+    # a value too long for the table, or non-ASCII: not applicable, the caller uses dicts
+    assert table.lookup(["x" * 33]) is None and table.lookup(["é"]) is None
+    # a forced collision is detected and disables the table instead of merging two values
+    table.recent[next(iter(table.recent))] = 1
+    assert table.lookup(["a", "b"]) is None and table.broken
+    # the same answers after the recent entries were merged into the sorted arrays
+    big = ingest_columns._BytesTable()
+    names = [f"r{i}" for i in range(70_000)]
+    vals, new, commit = big.lookup(names)
+    assert commit(np.arange(70_000)).tolist() == list(range(70_000)) and not big.recent
+    vals, new, commit = big.lookup(["r5", "zz", "r69999"])
+    assert new.tolist() == [1] and commit(np.array([-7])).tolist() == [5, -7, 69999]

@@ -269,55 +269,112 @@ def fit_calibration(sim_dir) -> tuple[float, float, float]:
             round(float(lr.intercept_[0]), 4))
 
 
-def throughput(n_events: int, seed: int = 0) -> dict:
-    """Ingest (CSV) + consensus speed and peak memory on a synthetic stream of n_events."""
-    import os
-    import resource
-    import tempfile
+def _timed(fn):
+    """(result, wall seconds, CPU seconds of this process)."""
     import time
+    t, c = time.perf_counter(), time.process_time()
+    r = fn()
+    return r, time.perf_counter() - t, time.process_time() - c
 
+
+def write_stream(path, n_events: int, seed: int = 0) -> list[str]:
+    """A synthetic tags CSV of n_events (n/8 numbers, n/20 reporters, 18 categories, 60 days);
+    returns the distinct raw numbers."""
     from callmark.numbers import format_key
-    from trainer import consensus as C
-    from trainer import ingest as I
     rng = np.random.default_rng(seed)
     n_num = max(1000, n_events // 8)
     n_rep = max(1000, n_events // 20)
     keys = 8613000000000 + rng.choice(10**9, n_num, replace=False)
-    cat_codes = np.array([c.code for c in CATEGORIES], np.int16)
-    out = {"events": n_events}
+    raw = [format_key(int(k)) for k in keys]
+    cats = [by_code_key(int(c.code)) for c in CATEGORIES]
+    with open(path, "w") as f:
+        f.write("number,reporter,category,ts\n")
+        for a in range(0, n_events, 500_000):
+            m = min(500_000, n_events - a)
+            ki = rng.integers(0, n_num, m)
+            ri = rng.integers(0, n_rep, m)
+            ci = rng.integers(0, len(cats), m)
+            ti = T0 + rng.integers(0, 60 * DAY, m)
+            f.write("".join(f"{raw[k]},u{r},{cats[c]},{t}\n"
+                            for k, r, c, t in zip(ki.tolist(), ri.tolist(), ci.tolist(),
+                                                  ti.tolist())))
+    return raw
+
+
+def throughput(n_events: int, seed: int = 0) -> dict:
+    """Ingest (CSV) + consensus speed on a synthetic stream of n_events, with majority vote on the
+    same events as the baseline measured in the same run. Number normalisation (libphonenumber,
+    once per distinct number, cached) is timed on its own before the ingest."""
+    import os
+    import resource
+    import tempfile
+
+    from callmark.numbers import key_of
+    from trainer import consensus as C
+    from trainer import ingest as I
+    out = {"events": n_events, "load_before": round(os.getloadavg()[0], 1)}
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "tags.csv")
-        raw = [format_key(int(k)) for k in keys]
-        cats = [by_code_key(int(c)) for c in cat_codes]
-        with open(path, "w") as f:
-            f.write("number,reporter,category,ts\n")
-            for a in range(0, n_events, 500_000):
-                m = min(500_000, n_events - a)
-                ki = rng.integers(0, n_num, m)
-                ri = rng.integers(0, n_rep, m)
-                ci = rng.integers(0, len(cats), m)
-                ti = T0 + rng.integers(0, 60 * DAY, m)
-                f.write("".join(f"{raw[k]},u{r},{cats[c]},{t}\n"
-                                for k, r, c, t in zip(ki.tolist(), ri.tolist(), ci.tolist(),
-                                                      ti.tolist())))
-        from callmark.numbers import key_of
-        tn = time.perf_counter()
-        for r in raw:  # libphonenumber once per distinct number (the normaliser caches it)
-            key_of(r)
-        out["normalise_distinct_per_s"] = int(len(raw) / (time.perf_counter() - tn))
-        t0 = time.perf_counter()
-        ev, rep = I.read_tags(path)
-        t1 = time.perf_counter()
-        res = C.run(ev, C.ConsensusConfig())
-        t2 = time.perf_counter()
-        res.write_csv(os.path.join(d, "LABELS.csv"))
-        t3 = time.perf_counter()
-    out.update(distinct_numbers=n_num, reporters=n_rep, ingest_s=round(t1 - t0, 2),
-               consensus_s=round(t2 - t1, 2), write_s=round(t3 - t2, 2),
-               events_per_s_ingest=int(n_events / (t1 - t0)),
-               events_per_s_consensus=int(n_events / (t2 - t1)),
-               events_per_s_total=int(n_events / (t3 - t0)),
+        raw = write_stream(path, n_events, seed)
+        _, wn, cn = _timed(lambda: [key_of(r) for r in raw])
+        (ev, _), wi, ci = _timed(lambda: I.read_tags(path))
+        res, wc, cc = _timed(lambda: C.run(ev, C.ConsensusConfig()))
+        _, wm, cm = _timed(lambda: C.run(ev, C.ConsensusConfig(method="majority",
+                                                               defences=False)))
+        _, ww, _ = _timed(lambda: res.write_csv(os.path.join(d, "LABELS.csv")))
+    e2e_w, e2e_c = wi + wc, ci + cc
+    out.update(distinct_numbers=len(raw), reporters=max(1000, n_events // 20),
+               em_iterations=res.stats.get("em_iterations"),
+               normalise_s=round(wn, 2), normalise_per_s=int(len(raw) / wn),
+               ingest_s=round(wi, 2), ingest_cpu_s=round(ci, 2),
+               consensus_s=round(wc, 2), consensus_cpu_s=round(cc, 2),
+               majority_s=round(wm, 2), majority_cpu_s=round(cm, 2),
+               consensus_vs_majority=round(wc / wm, 1), write_s=round(ww, 2),
+               events_per_s_ingest=int(n_events / wi),
+               events_per_s_consensus=int(n_events / wc),
+               events_per_s_e2e=int(n_events / e2e_w), events_per_s_e2e_cpu=int(n_events / e2e_c),
+               load_after=round(os.getloadavg()[0], 1),
                peak_rss_mb=int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    return out
+
+
+def measure_file(path) -> dict:
+    """Ingest + consensus + write of one tags CSV in this process, with its peak RSS (run in a
+    child process by `memory`, so the generator's memory does not count)."""
+    import os
+    import resource
+    import tempfile
+
+    from trainer import consensus as C
+    from trainer import ingest as I
+    (ev, rep), wi, ci = _timed(lambda: I.read_tags(path))
+    rss_ingest = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n = len(ev)
+    res, wc, cc = _timed(lambda: C.run(ev, C.ConsensusConfig()))
+    with tempfile.TemporaryDirectory() as d:
+        _, ww, _ = _timed(lambda: res.write_csv(os.path.join(d, "LABELS.csv")))
+    return {"events": n, "bad_rows": rep.bad, "numbers": len(res), "ingest_s": round(wi, 1),
+            "ingest_cpu_s": round(ci, 1), "consensus_s": round(wc, 1),
+            "consensus_cpu_s": round(cc, 1), "write_s": round(ww, 1),
+            "events_bytes_mb": int(ev.nbytes / 2**20), "peak_rss_after_ingest_mb": int(rss_ingest),
+            "peak_rss_mb": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def memory(n_events: int, seed: int = 0) -> dict:
+    """Peak memory of ingest + consensus + write for n_events, measured in a child process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "tags.csv")
+        write_stream(path, n_events, seed)
+        size = os.path.getsize(path)
+        p = subprocess.run([sys.executable, "-m", "tools.bench.consensus", "--measure-file", path],
+                           capture_output=True, text=True, check=True)
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    out["csv_mb"] = int(size / 2**20)
     return out
 
 
@@ -327,38 +384,59 @@ def by_code_key(code: int) -> str:
 
 
 def ftc(path, days_limit: int | None = None) -> dict:
-    """The FTC complaint stream: each row one report by a distinct reporter; labels per day."""
+    """The FTC complaint stream: each row one report by a distinct reporter; labels per day.
+
+    Times reported separately: reading the file, number normalisation (libphonenumber, once per
+    distinct number, cached), ingest of the rows (with warm normalisation cache), and one
+    consensus run per day (as of noon UTC that day, over every complaint up to then), with majority
+    vote on the same events as the same-run baseline."""
     import csv
     import gzip
-    import time
+    import os
 
+    from callmark.numbers import key_of
     from trainer import consensus as C
     from trainer import ingest as I
 
-    def rows():
+    def read():
         with gzip.open(path, "rt", newline="") as f:
-            for i, r in enumerate(csv.DictReader(f)):
-                day = r["snapshot_date_utc"]
-                day = "2025-10-28" if day.startswith("backfill") else day
-                yield {"number": r["company_phone_number"], "reporter": f"ftc{i}",
-                       "category": "telemarketing", "ts": day + "T12:00:00Z"}
-    t0 = time.perf_counter()
-    ev, rep = I.read_tags(rows(), region="US")
-    t1 = time.perf_counter()
+            r = csv.reader(f)
+            header = next(r)
+            i_num, i_day = header.index("company_phone_number"), header.index("snapshot_date_utc")
+            return [(row[i_num], row[i_day]) for row in r if len(row) > max(i_num, i_day)]
+    rows, w_read, _ = _timed(read)
+    distinct = list(dict.fromkeys(n for n, _ in rows))
+    _, w_norm, c_norm = _timed(lambda: [key_of(x, "US") for x in distinct])
+
+    def events():
+        for i, (num, day) in enumerate(rows):
+            day = "2025-10-28" if day.startswith("backfill") else day
+            yield {"number": num, "reporter": f"ftc{i}", "category": "telemarketing",
+                   "ts": day + "T12:00:00Z"}
+    (ev, rep), w_ing, c_ing = _timed(lambda: I.read_tags(events(), region="US"))
     days = np.unique(ev.ts)
     out = {"rows": rep.rows, "bad_rows": rep.to_dict()["counts"], "events": len(ev),
-           "distinct_numbers": int(np.unique(ev.key).size), "ingest_s": round(t1 - t0, 2),
-           "per_day": []}
+           "distinct_raw": len(distinct), "distinct_numbers": int(np.unique(ev.key).size),
+           "read_s": round(w_read, 2), "normalise_s": round(w_norm, 2),
+           "normalise_cpu_s": round(c_norm, 2), "normalise_per_s": int(len(distinct) / w_norm),
+           "ingest_s": round(w_ing, 2), "ingest_cpu_s": round(c_ing, 2),
+           "load": round(os.getloadavg()[0], 1), "per_day": []}
     # every complainant is a distinct one-off reporter: the history defences would see only
     # brand-new accounts, so the FTC run uses the reporters-count rule alone (documented)
     cfg = C.ConsensusConfig(new_account_weight=1.0, maturity_days=0.0, cohort_cap=0.0)
+    maj = C.ConsensusConfig(new_account_weight=1.0, maturity_days=0.0, cohort_cap=0.0,
+                            method="majority", defences=False)
     for d in days[-(days_limit or len(days)):]:
-        t = time.perf_counter()
-        res = C.run(ev, cfg, as_of=int(d) + 43200)
-        out["per_day"].append({"as_of": str(np.datetime64(int(d), "s"))[:10],
+        as_of = int(d) + 43200
+        res, w, c = _timed(lambda: C.run(ev, cfg, as_of=as_of))
+        mres, wm, _ = _timed(lambda: C.run(ev, maj, as_of=as_of))
+        n_ev = int((ev.ts <= as_of).sum())
+        out["per_day"].append({"as_of": str(np.datetime64(int(d), "s"))[:10], "events": n_ev,
                                "numbers": len(res), "published": int(res.published.sum()),
-                               "ranges": len(res.ranges), "seconds": round(time.perf_counter() - t,
-                                                                           2)})
+                               "published_majority": int(mres.published.sum()),
+                               "ranges": len(res.ranges), "seconds": round(w, 2),
+                               "cpu_s": round(c, 2), "majority_s": round(wm, 2),
+                               "events_per_s": int(n_ev / w)})
     return out
 
 
@@ -380,7 +458,6 @@ def main(argv=None):
     import tempfile
     import time
 
-    from tools.simulate import simulate
     ap = argparse.ArgumentParser(description="Consensus benchmark: simulator truth, attacks, "
                                  "majority/plain-EM baselines, throughput, FTC data. Example: "
                                  "python -m tools.bench.consensus --data ../shared/data/ftc-dnc/"
@@ -394,7 +471,14 @@ def main(argv=None):
     ap.add_argument("--fit-calibration", action="store_true",
                     help="fit ConsensusConfig.calibration on simulator seed 2 and print it")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: sim,attacks,speed,ftc")
+    ap.add_argument("--memory-events", type=int, default=0,
+                    help="also measure peak RSS of ingest + consensus of this many events")
+    ap.add_argument("--measure-file", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.measure_file:  # child process of --memory-events
+        print(json.dumps(measure_file(a.measure_file)))
+        return {}
+    from tools.simulate import simulate
     skip = set(a.skip.split(","))
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -433,14 +517,21 @@ def main(argv=None):
             for name, e in r.items():
                 print(_fmt_row(name, e))
     if "speed" not in skip:
-        report["throughput"] = throughput(a.events)
-        print("\n## Throughput (CSV ingest + consensus + write)\n", report["throughput"])
+        report["throughput"] = t = throughput(a.events)
+        print(f"\n## Throughput (CSV ingest + consensus; load average {t['load_before']} -> "
+              f"{t['load_after']})\n", t)
+        print(f"end to end (ingest + consensus): {t['events_per_s_e2e']:,} events/s wall, "
+              f"{t['events_per_s_e2e_cpu']:,} events/s of CPU time; consensus "
+              f"{t['consensus_vs_majority']}x the time of majority vote on the same events")
+    if a.memory_events:
+        report["memory"] = mem = memory(a.memory_events)
+        print(f"\n## Memory ({a.memory_events:,} events, child process)\n", mem)
     if a.data and "ftc" not in skip:
-        report["ftc"] = ftc(a.data)
-        f = report["ftc"]
+        report["ftc"] = f = ftc(a.data)
         print(f"\n## FTC complaints: {f['rows']} rows, {f['events']} events, "
-              f"{f['distinct_numbers']} numbers, ingest {f['ingest_s']} s; bad rows "
-              f"{f['bad_rows']}")
+              f"{f['distinct_numbers']} numbers; read {f['read_s']} s, normalise "
+              f"{f['distinct_raw']} distinct {f['normalise_s']} s ({f['normalise_per_s']}/s), "
+              f"ingest {f['ingest_s']} s; load {f['load']}; bad rows {f['bad_rows']}")
         for d in f["per_day"]:
             print(f"  {d}")
     return report
