@@ -141,7 +141,7 @@ def test_a_real_model_is_verified_installed_and_scores_pack_misses(tmp_path):
     from tools.simulate import simulate
     from trainer.model.student import StudentConfig, train_student
     simulate(str(tmp_path / "sim"), days=3, users=300, seed=5)
-    cfg = StudentConfig(epochs=3, min_agreement=0.97, max_prob_diff=0.05, vector_atol=0.05)
+    cfg = StudentConfig(epochs=3)
     model = train_student(str(tmp_path / "sim"), str(tmp_path / "model"), cfg, distill=False)
     p = Publisher(tmp_path / "rel")
     p.publish(1, model_dir=model)

@@ -37,6 +37,61 @@ class ConversionError(RuntimeError):
     """The converter produced no model or one that uses non-built-in ops."""
 
 
+def asymmetric_scale(w: np.ndarray) -> float:
+    """Scale of the per-tensor asymmetric int8 grid the converter gives a constant table."""
+    lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
+    return (hi - lo) / 255.0
+
+
+def int8_grid_asymmetric(w: np.ndarray) -> np.ndarray:
+    """`w` rounded onto the per-tensor asymmetric int8 grid the converter gives a constant table.
+
+    scale = (max - min) / 255 over the range widened to hold 0, zero point rounded; the extremes land
+    on -128 and 127, so converting the rounded table again yields the same grid (a fixed point).
+    """
+    scale = asymmetric_scale(w)
+    if scale == 0:
+        return w.copy()
+    zp = np.round(-128 - min(float(w.min()), 0.0) / scale)
+    return ((np.clip(np.round(w / scale) + zp, -128, 127) - zp) * scale).astype(w.dtype)
+
+
+def per_channel_scales(w: np.ndarray) -> np.ndarray:
+    """Symmetric per-output-channel int8 scales of a Dense kernel [in, out]: max|w| / 127."""
+    scale = np.abs(w).max(axis=0) / 127.0
+    scale[scale == 0] = 1.0
+    return scale
+
+
+def int8_grid_per_channel(w: np.ndarray) -> np.ndarray:
+    """Dense kernel [in, out] rounded onto the symmetric per-output-channel int8 grid (scale max|w|/127)."""
+    scale = per_channel_scales(w)[None, :]
+    return (np.round(w / scale) * scale).astype(w.dtype)
+
+
+def snap_to_int8_grid(model, input_scales: dict[str, float] | None = None) -> None:
+    """Round embedding tables, dense kernels and (given the input scale) biases onto the values the
+    converter will store, in place.
+
+    The Keras model then carries exactly the weights of the .tflite, so weight rounding no longer
+    shows up as a Keras-vs-LiteRT difference. `input_scales` maps a Dense layer's name to the int8
+    scale of its input; its bias is int32 with scale input_scale * kernel_scale in the file, and
+    rounding it too removes the last offset that can tip an activation across a rounding boundary.
+    """
+    import keras
+
+    input_scales = input_scales or {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            layer.set_weights([int8_grid_asymmetric(layer.get_weights()[0])])
+        elif isinstance(layer, keras.layers.Dense):
+            kernel, *rest = layer.get_weights()
+            if rest and layer.name in input_scales:
+                step = input_scales[layer.name] * per_channel_scales(kernel)
+                rest[0] = (np.round(rest[0] / step) * step).astype(rest[0].dtype)
+            layer.set_weights([int8_grid_per_channel(kernel), *rest])
+
+
 def to_int8_tflite(model, representative: dict[str, np.ndarray]) -> bytes:
     """Full-integer int8 conversion (TFLITE_BUILTINS_INT8 only; int32 index inputs stay int32)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

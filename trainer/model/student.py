@@ -55,13 +55,18 @@ class StudentConfig:
     batch_size: int = 256
     learning_rate: float = 3e-3
     hidden: tuple[int, ...] = (64,)  # dense units
-    logit_clip: float = 8.0  # logits clipped to +-this: bounds the int8 output ranges
+    activation: str = "relu6"  # hidden activation; bounded so its int8 range is known (0..6)
+    logit_clip: float = 6.0  # logits clipped to [-this, this*127/128]: the fixed int8 grid of the logits
+    dropout: float = 0.5  # share of embedding outputs dropped while training (against memorising callers)
+    val_share: float = 0.1  # share of training callers held out for early stopping
+    patience: int = 2  # epochs without a better validation risk loss before stopping (0 = never stop)
+    qat: bool = True  # fake-quantise hidden activations and logits onto their int8 grids (train + infer)
     prefix_lengths: tuple[int, int] = (5, 8)  # E.164 digits hashed into prefix embeddings
     prefix_buckets: tuple[int, int] = (1031, 4099)
     embed_dim: int = 4
     distill_weight: float = 0.5  # risk target = (1 - w) * truth + w * teacher score
     test_share: float = 0.2  # share of caller numbers held out (by hash) for checks and evaluation
-    representative_rows: int = 500  # int8 calibration rows
+    representative_rows: int = 500  # int8 calibration rows (with qat no range depends on them)
     check_rows: int = 5000  # held-out rows compared Keras vs LiteRT
     min_agreement: float = 0.995  # top-1 agreement Keras vs LiteRT
     max_prob_diff: float = 0.02
@@ -82,9 +87,11 @@ class StudentConfig:
         return cls(**d)
 
 
-def is_test_number(number: str, share: float) -> bool:
-    """Stable hold-out split by caller number (never by call), so test callers are unseen."""
-    return (zlib.crc32(number.encode()) % 10_000) < share * 10_000
+def is_test_number(number: str, share: float, salt: str = "") -> bool:
+    """Stable hold-out split by caller number (never by call), so test callers are unseen.
+
+    `salt` draws an independent split (the validation callers inside the training callers)."""
+    return (zlib.crc32((salt + number).encode()) % 10_000) < share * 10_000
 
 
 def class_index(keys: list[str]) -> np.ndarray:
@@ -92,17 +99,27 @@ def class_index(keys: list[str]) -> np.ndarray:
     return np.asarray([index[k] for k in keys], dtype=np.int64)
 
 
-def build_keras(cfg: StudentConfig, act: str = "relu", logit_clip: float | None = None):
+def logit_range(clip: float) -> tuple[float, float]:
+    """int8 grid for logits: step clip/128 with zero exactly on the grid ([-clip, clip - step])."""
+    return -clip, clip - clip / 128
+
+
+def build_keras(cfg: StudentConfig, act: str | None = None, logit_clip: float | None = None):
     """The Keras graph: three int32 tensors in, {"probs", "risk"} out.
 
     Every input becomes an index into one shared embedding table: digit x position, two hashed
     E.164 prefixes, the five codes, and each fact bucketised by THRESHOLDS. Integer inputs and one
-    int8 table keep the full-integer model as accurate as the float one.
+    int8 table keep the full-integer model as accurate as the float one. With `cfg.qat` the hidden
+    activations (bounded by `cfg.activation`, ReLU6) and the logits are fake-quantised onto fixed
+    int8 grids during training and inference; the TFLite converter takes those ranges, so Keras and
+    the int8 file round the same values the same way.
     """
     import tensorflow  # noqa: F401  (first: registers the Keras hooks the TFLite converter needs)
     import keras
-    from keras import layers, ops
+    from keras import layers, ops, quantizers
 
+    act = act or cfg.activation
+    clip = cfg.logit_clip if logit_clip is None else logit_clip
     keras.utils.set_random_seed(cfg.seed)
     digits = keras.Input((cm.DIGITS,), dtype="int32", name="digits")
     codes = keras.Input((len(cm.CODE_FIELDS),), dtype="int32", name="codes")
@@ -131,15 +148,47 @@ def build_keras(cfg: StudentConfig, act: str = "relu", logit_clip: float | None 
     base += len(FACT_NAMES) * (N_THRESH + 1)
     idx = layers.Concatenate(axis=1)(index)
     x = layers.Flatten()(layers.Embedding(base, cfg.embed_dim, name="table")(idx))
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout, seed=cfg.seed)(x)  # training only: the exported graph has none
     for units in cfg.hidden:
         x = layers.Dense(units, activation=act)(x)
+        if cfg.qat:
+            if act != "relu6":
+                raise StudentError("qat needs a bounded hidden activation: set activation='relu6'")
+            x = quantizers.fake_quant_with_min_max_vars(x, 0.0, 6.0)
     logits = layers.Dense(len(CLASSES), name="class_logits")(x)
     risk_logit = layers.Dense(1, name="risk_logit")(x)
-    if logit_clip:
-        logits, risk_logit = ops.clip(logits, -logit_clip, logit_clip), ops.clip(risk_logit, -logit_clip, logit_clip)
+    if clip:
+        lo, hi_ = logit_range(clip)
+        if cfg.qat:
+            logits = quantizers.fake_quant_with_min_max_vars(logits, lo, hi_)
+            risk_logit = quantizers.fake_quant_with_min_max_vars(risk_logit, lo, hi_)
+        else:
+            logits, risk_logit = ops.clip(logits, lo, hi_), ops.clip(risk_logit, lo, hi_)
+    elif cfg.qat:
+        raise StudentError("qat needs logit_clip > 0 (the logits' fixed int8 range)")
     probs = layers.Activation("softmax", name="probs")(logits)
     risk = layers.Activation("sigmoid", name="risk")(risk_logit)
     return keras.Model({"digits": digits, "codes": codes, "facts": facts}, {"probs": probs, "risk": risk})
+
+
+def dense_input_scales(model, cfg: StudentConfig) -> dict[str, float]:
+    """int8 scale of each Dense layer's input where it is fixed: the embedding table's grid for the
+    first layer(s), the fake-quantised ReLU6 grid (6/255) after a hidden layer (only with `cfg.qat`)."""
+    import keras
+
+    from trainer.model import convert
+
+    table = convert.asymmetric_scale(model.get_layer("table").get_weights()[0])
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    hidden = [layer for layer in dense if layer.name not in ("class_logits", "risk_logit")]
+    heads = [layer for layer in dense if layer not in hidden]
+    if not hidden:
+        return {layer.name: table for layer in heads}
+    scales = {hidden[0].name: table}
+    if cfg.qat:
+        scales.update({layer.name: 6.0 / 255 for layer in hidden[1:] + heads})
+    return scales
 
 
 def encode_events(ev: features.RingEvents) -> dict[str, np.ndarray]:
@@ -198,11 +247,23 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
     model = build_keras(cfg, logit_clip=cfg.logit_clip)
     model.compile(keras.optimizers.Adam(cfg.learning_rate),
                   loss={"probs": "sparse_categorical_crossentropy", "risk": "binary_crossentropy"})
-    Xtr = {k: v[tr] for k, v in X.items()}
-    model.fit(Xtr, {"probs": y_cls[tr], "risk": y_risk[tr][:, None]}, epochs=cfg.epochs,
-              batch_size=cfg.batch_size, verbose=0, shuffle=True)
+    # early stopping on validation callers drawn from the training callers (never the test callers):
+    # the digit and prefix embeddings can memorise callers, so held-out loss rises after a few epochs
+    val = tr & np.asarray([is_test_number(c, cfg.val_share, salt="val:") for c in ev.caller])
+    use_val = cfg.patience > 0 and val.any() and (tr & ~val).any()
+    fit = tr & ~val if use_val else tr
+    callbacks, validation = [], None
+    if use_val:
+        validation = ({k: v[val] for k, v in X.items()}, {"probs": y_cls[val], "risk": y_risk[val][:, None]})
+        callbacks = [keras.callbacks.EarlyStopping(monitor="val_risk_loss", mode="min", patience=cfg.patience,
+                                                   restore_best_weights=True)]
+    hist = model.fit({k: v[fit] for k, v in X.items()}, {"probs": y_cls[fit], "risk": y_risk[fit][:, None]},
+                     epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, shuffle=True,
+                     validation_data=validation, callbacks=callbacks)
+    val_loss = hist.history.get("val_risk_loss", [])
     t_fit = time.time() - t0 - t_prep
 
+    convert.snap_to_int8_grid(model, dense_input_scales(model, cfg))  # Keras now holds the file's weights
     rng = np.random.default_rng(cfg.seed)
     rep_idx = rng.choice(np.flatnonzero(tr), size=min(cfg.representative_rows, int(tr.sum())), replace=False)
     tflite = convert.to_int8_tflite(model, {k: v[rep_idx] for k, v in X.items()})
@@ -228,6 +289,10 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
         "size_bytes": size, "params": int(model.count_params()), "config": cfg.to_dict(),
         "data": {"dir": str(data_dir), "events": len(ev.facts), "train_events": int(tr.sum()),
                  "test_events": int(test.sum()), "distilled": bool(distill and teacher_scores), **ev.meta},
+        "training": {"epochs_run": len(hist.history.get("loss", [])),
+                     "best_epoch": int(np.argmin(val_loss)) + 1 if val_loss else None,
+                     "val_risk_loss": [round(float(v), 4) for v in val_loss],
+                     "fit_events": int(fit.sum()), "val_events": int(val.sum()) if use_val else 0},
         "artefact_check": check, "seconds": {"prepare": round(t_prep, 1), "fit": round(t_fit, 1),
                                              "total": round(time.time() - t0, 1)},
     }
