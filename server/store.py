@@ -77,11 +77,6 @@ def sha256_hex(s: str) -> str:
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def number_hash(e164: str) -> str:
-    """The lookup hash of a number: SHA-256 hex of its E.164 string (e.g. '+8613812345678')."""
-    return sha256_hex(e164)
-
-
 class Store:
     """SQLite store; one connection per (process, thread), opened lazily (fork-safe)."""
 
