@@ -21,7 +21,7 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int, access_lo
     return opts
 
 
-def run(host: str = "127.0.0.1", port: int = 8080, workers: int = 2, threads: int = 1,
+def run(host: str = "127.0.0.1", port: int = 8080, workers: int = 2, threads: int = 4,
         access_log: bool = False, timeout: int = 30) -> None:
     """Prepare the store and the metrics directory, then run gunicorn in this process."""
     from gunicorn.app.base import BaseApplication
@@ -61,8 +61,8 @@ def run(host: str = "127.0.0.1", port: int = 8080, workers: int = 2, threads: in
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="gunicorn worker processes.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Threads per worker (>1 uses the gthread worker, with keep-alive).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Threads per worker (>1 uses the gthread worker, with keep-alive; 1 = sync worker).")
 @click.option("--data-dir", envvar="CALLMARK_DATA_DIR", default=None,
               help="Store folder (env CALLMARK_DATA_DIR, default ./var).")
 @click.option("--exports-dir", envvar="CALLMARK_EXPORTS_DIR", default=None,
