@@ -197,6 +197,16 @@ def _req(d: Any, key: str, typ: type | tuple, where: str) -> Any:
     return v
 
 
+def _typed_version(d: dict, kind: str) -> int:
+    """Check that metadata `d` is of type `kind` and return its version (>= 1)."""
+    if _req(d, "type", str, kind) != kind:
+        raise MetadataFormatError(f"{kind}: type is {d['type']!r}, expected '{kind}'")
+    version = _req(d, "version", int, kind)
+    if version < 1:
+        raise MetadataFormatError(f"{kind}: version must be >= 1")
+    return version
+
+
 def _sha(d: dict, key: str, where: str) -> str:
     v = _req(d, key, str, where)
     if not _HEX64.match(v):
@@ -259,11 +269,7 @@ class Root:
     @classmethod
     def from_dict(cls, d: dict) -> "Root":
         w = "root"
-        if _req(d, "type", str, w) != "root":
-            raise MetadataFormatError(f"root: type is {d['type']!r}, expected 'root'")
-        version = _req(d, "version", int, w)
-        if version < 1:
-            raise MetadataFormatError("root: version must be >= 1")
+        version = _typed_version(d, w)
         keys = _req(d, "keys", dict, w)
         for kid, k in keys.items():
             if _req(k, "keytype", str, f"root key {kid[:12]}") != "ed25519":
@@ -418,11 +424,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, d: dict) -> "Manifest":
         w = "manifest"
-        if _req(d, "type", str, w) != "manifest":
-            raise MetadataFormatError(f"manifest: type is {d['type']!r}, expected 'manifest'")
-        version = _req(d, "version", int, w)
-        if version < 1:
-            raise MetadataFormatError("manifest: version must be >= 1")
+        version = _typed_version(d, w)
         packs = tuple(PackEntry.from_dict(p) for p in _req(d, "packs", list, w))
         if len({p.name for p in packs}) != len(packs):
             raise MetadataFormatError("manifest: two packs share a name")

@@ -426,34 +426,31 @@ def open_store(data_dir: str | os.PathLike, create: bool = False, migrate: bool 
     return store
 
 
+def _stream(data_dir: str | os.PathLike, method: str, *args) -> Iterator[dict]:
+    """Yield from Store.<method>(*args) on the store under `data_dir`, closing it afterwards."""
+    store = open_store(data_dir)
+    try:
+        yield from getattr(store, method)(*args)
+    finally:
+        store.close()
+
+
 def iter_tag_events(data_dir: str | os.PathLike, include_flagged: bool = False) -> Iterator[dict]:
     """Stream uploaded tag events (number, reporter, category, ts, company, note, ring_s, talk_s,
     answered, direction, plus event_id) for the consensus ingest. `number` is E.164 when the
     number normalised, else the raw string as uploaded (irregular numbers are evidence too).
     Events past a reporter's daily cap are left out unless include_flagged."""
-    store = open_store(data_dir)
-    try:
-        yield from store.iter_tag_events(include_flagged)
-    finally:
-        store.close()
+    yield from _stream(data_dir, "iter_tag_events", include_flagged)
 
 
 def iter_accepted_appeals(data_dir: str | os.PathLike) -> Iterator[dict]:
     """Accepted appeals in appeals.csv's shape: number, categories (;-joined), filed_ts, accepted."""
-    store = open_store(data_dir)
-    try:
-        yield from store.iter_accepted_appeals()
-    finally:
-        store.close()
+    yield from _stream(data_dir, "iter_accepted_appeals")
 
 
 def iter_verified(data_dir: str | os.PathLike) -> Iterator[dict]:
     """Verified businesses in verified.csv's shape: number (E.164), company."""
-    store = open_store(data_dir)
-    try:
-        yield from store.iter_verified()
-    finally:
-        store.close()
+    yield from _stream(data_dir, "iter_verified")
 
 
 def create_api_key(data_dir: str | os.PathLike, scopes: Iterable[str] = ("admin",),

@@ -349,6 +349,19 @@ class Appeal:
     filed_ts: int  # epoch seconds
 
 
+def _key_and_ts(i: int, d: dict, ts_column: str, region: str, rep: BadRowReport) -> tuple[int, int] | None:
+    """(number key, epoch seconds) of a side-file row, or None after recording why it is bad."""
+    k = key_of(d.get("number"), region)
+    if k is None:
+        rep.add(i, "unparseable number", d.get("number"))
+        return None
+    ts = parse_ts(d.get(ts_column))
+    if ts is None:
+        rep.add(i, "bad timestamp", d.get(ts_column))
+        return None
+    return k, ts
+
+
 def read_appeals(source, region: str = "CN") -> tuple[dict[int, list[Appeal]], BadRowReport]:
     """Accepted appeals per number key (columns number,categories,filed_ts,accepted); rejected
     appeals (accepted 0/false) are skipped without counting as bad rows."""
@@ -356,14 +369,10 @@ def read_appeals(source, region: str = "CN") -> tuple[dict[int, list[Appeal]], B
     rep = BadRowReport()
     for i, d in _side_rows(source, ("number", "categories", "filed_ts")):
         rep.rows += 1
-        k = key_of(d.get("number"), region)
-        if k is None:
-            rep.add(i, "unparseable number", d.get("number"))
+        keyed = _key_and_ts(i, d, "filed_ts", region, rep)
+        if keyed is None:
             continue
-        ts = parse_ts(d.get("filed_ts"))
-        if ts is None:
-            rep.add(i, "bad timestamp", d.get("filed_ts"))
-            continue
+        k, ts = keyed
         acc = d.get("accepted", 1)
         if _bool(acc) == 0:
             continue
@@ -383,13 +392,9 @@ def read_recycled(source, region: str = "CN") -> tuple[dict[int, int], BadRowRep
     rep = BadRowReport()
     for i, d in _side_rows(source, ("number", "reissued_ts")):
         rep.rows += 1
-        k = key_of(d.get("number"), region)
-        if k is None:
-            rep.add(i, "unparseable number", d.get("number"))
+        keyed = _key_and_ts(i, d, "reissued_ts", region, rep)
+        if keyed is None:
             continue
-        ts = parse_ts(d.get("reissued_ts"))
-        if ts is None:
-            rep.add(i, "bad timestamp", d.get("reissued_ts"))
-            continue
+        k, ts = keyed
         out[k] = max(ts, out.get(k, ts))
     return out, rep
