@@ -16,8 +16,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from callmark.labels import (  # noqa: F401  (re-exported API)
+    FLAG_APPEAL_SUPPRESSED, FLAG_MODEL, FLAG_RANGE, FLAG_VERIFIED,
+)
 from callmark.pack_codec import (  # noqa: F401  (re-exported API)
-    FLAG_MODEL, FLAG_RANGE, FLAG_SUPPRESSED, FLAG_VERIFIED, LABEL_COLS, MAX_RANGE_SIZE, RANGE_COLS,
+    LABEL_COLS, MAX_RANGE_SIZE, RANGE_COLS,
     PackError, PackFormatError, PackIntegrityError, PackStateMismatch, PackTable, hash_hex,
     name_row, rows_hash, table_hash,
 )
@@ -29,7 +32,7 @@ __all__ = [
     "read_pack_table", "write_pack_sqlite", "plan_update", "rows_hash", "table_hash", "hash_hex",
     "name_row", "read_header", "decode_full", "decode_delta", "PackError", "PackFormatError",
     "PackIntegrityError", "PackStateMismatch", "FLAG_VERIFIED", "FLAG_RANGE", "FLAG_MODEL",
-    "FLAG_SUPPRESSED", "LABEL_COLS", "RANGE_COLS", "MAX_RANGE_SIZE",
+    "FLAG_APPEAL_SUPPRESSED", "LABEL_COLS", "RANGE_COLS", "MAX_RANGE_SIZE",
 ]
 
 PACK_FORMAT = 1  # SQLite schema version (also PRAGMA user_version)

@@ -25,10 +25,6 @@ RICE_ESCAPE = 64  # a quotient >= this is written as 64 one-bits + a varint of (
 CONF_SCALE = 100  # confidence is stored in whole percent (0..100)
 REPORTERS_EXACT = 16  # reporter counts below this are exact; above, 4 significant bits are kept
 MAX_REPORTERS = 2**31 - 1
-FLAG_VERIFIED = 1
-FLAG_RANGE = 2
-FLAG_MODEL = 4
-FLAG_SUPPRESSED = 8
 RANGE_SIZES = (10, 100)  # allowed range sizes (numbers per block)
 MAX_RANGE_SIZE = max(RANGE_SIZES)
 HASH_MOD = 1 << 256

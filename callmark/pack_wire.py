@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from callmark import categories as _categories
+from callmark.labels import FLAG_VERIFIED
 from callmark.pack_codec import (
-    FLAG_VERIFIED, KIND_DELTA, KIND_FULL, LABEL_COLS, RANGE_COLS, RANGE_SIZES, WIRE_FORMAT, WIRE_MAGIC,
+    KIND_DELTA, KIND_FULL, LABEL_COLS, RANGE_COLS, RANGE_SIZES, WIRE_FORMAT, WIRE_MAGIC,
     PackFormatError, PackTable, best_rice_k, column_planes, gaps_to_keys, header_bytes, keys_to_gaps,
     planes_column, reporters_code, reporters_value, rice_decode, rice_encode, zc, zd,
 )

@@ -23,12 +23,12 @@ from typing import Any, Callable
 
 from callmark import categories as _cats
 from callmark.errors import CallmarkError
+from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_MODEL, FLAG_RANGE, FLAG_VERIFIED
 
 ALLOW, LABEL, WARN, SILENCE, REJECT = "allow", "label", "warn", "silence", "reject"
 ACTIONS = (ALLOW, LABEL, WARN, SILENCE, REJECT)
 SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
 VERIFICATION = ("passed", "failed", "none")
-FLAG_VERIFIED, FLAG_RANGE, FLAG_MODEL, FLAG_SUPPRESSED = 1, 2, 4, 8  # pack label flags
 
 
 class RulesConfigError(CallmarkError, ValueError):
@@ -361,7 +361,7 @@ def decide(call: CallFacts, *, user_list: str | None = None, label: Any = None,
         is_range = getattr(label, "source", "exact") == "range" or bool(flags & FLAG_RANGE)
         step = "pack_range" if is_range else "pack_exact"
         action = _label_action(ck, conf, policy)
-        if flags & FLAG_SUPPRESSED:
+        if flags & FLAG_APPEAL_SUPPRESSED:
             action = _cap(action, LABEL)
         if is_range:
             action = _cap(action, policy.range_max_action)

@@ -1,17 +1,15 @@
 """Loading a consensus LABELS.csv into the server's lookup table (docs/interfaces.md, "Labels")."""
 from __future__ import annotations
 
-import csv
 import os
 from typing import IO, Iterator
 
 from callmark.categories import by_code, by_key, is_key
+from callmark.labels import LabelsFormatError, read_labels
 from callmark.numbers import lookup_hash, normalize
 from server.errors import Unprocessable
 from server.store import Store, open_store
 
-REQUIRED = ("number", "category", "confidence", "reporters", "published")
-TRUE = {"1", "true", "yes", "y", "t"}
 MAX_ERRORS = 20
 
 
@@ -25,15 +23,19 @@ def parse_labels(fh: IO[str]) -> Iterator[dict]:
     """Rows for `Store.replace_labels` from a LABELS.csv stream (published rows only).
 
     Raises Unprocessable listing up to 20 bad lines (line number, what was wrong)."""
-    reader = csv.DictReader(fh)
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise Unprocessable(f"LABELS.csv lacks columns {missing}; the header must start with "
-                            f"{','.join(REQUIRED)}", {"csv": {"header": [f"missing {missing}"]}})
+    rows = read_labels(fh, name="LABELS.csv")
     errors: dict[str, list[str]] = {}
-    for line, r in enumerate(reader, start=2):
-        if str(r.get("published", "")).strip().lower() not in TRUE:
+    while True:
+        try:
+            r = next(rows)
+        except StopIteration:
+            break
+        except LabelsFormatError as e:  # a missing column or a bad published value: stop here
+            raise Unprocessable(f"{e}; fix and upload again: nothing was changed",
+                                {"csv": {**errors, "file": [str(e)]}}) from None
+        if not r["published"]:
             continue
+        line = r.line
         try:
             raw = (r.get("number") or "").strip()
             facts = normalize(raw) if not raw.startswith("+") else None

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from callmark.categories import CATEGORIES, by_key
+from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED
 from trainer import consensus_defences as D
 from trainer.consensus_em import fit
 from trainer.ingest import Appeal, TagEvents
@@ -30,7 +31,6 @@ CODE_TO_CLASS[CODES] = np.arange(K)
 HARMFUL = np.array([c.harmful for c in CATEGORIES])
 LEGIT = int(CODE_TO_CLASS[by_key("legit").code])
 METHODS = ("em", "majority")
-FLAG_VERIFIED, FLAG_RANGE, FLAG_MODEL, FLAG_APPEAL = 1, 2, 4, 8
 
 
 class ConsensusConfigError(ValueError):
@@ -303,9 +303,9 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
     flags = np.zeros(n_items, np.int64)
     if appeal_flag.size:
         pos = np.clip(np.searchsorted(appeal_flag, items), 0, appeal_flag.size - 1)
-        flags[appeal_flag[pos] == items] |= FLAG_APPEAL
+        flags[appeal_flag[pos] == items] |= FLAG_APPEAL_SUPPRESSED
         if cfg.appeal_min_reporters:
-            app = (flags & FLAG_APPEAL) > 0
+            app = (flags & FLAG_APPEAL_SUPPRESSED) > 0
             published &= ~app | (units >= cfg.appeal_min_reporters)
     if verified:
         vk = np.array(sorted(verified), np.int64)
@@ -343,7 +343,7 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
     if appeal_flag.size:  # appealed numbers whose evidence is all gone still carry the flag
         fpos = np.clip(np.searchsorted(result_keys, appeal_flag), 0, max(n_out - 1, 0))
         if n_out:
-            col["flags"][fpos[result_keys[fpos] == appeal_flag]] |= FLAG_APPEAL
+            col["flags"][fpos[result_keys[fpos] == appeal_flag]] |= FLAG_APPEAL_SUPPRESSED
     if verified and n_out:
         vk = np.array(sorted(verified), np.int64)
         vpos = np.clip(np.searchsorted(vk, result_keys), 0, vk.size - 1)

@@ -4,8 +4,6 @@ Formats are pinned in docs/interfaces.md ("Labels").
 """
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -13,12 +11,9 @@ from typing import Iterator
 import numpy as np
 
 from callmark.categories import by_code
+from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED, ranges_path, write_labels, write_ranges
 from callmark.numbers import format_key, is_short_key
 
-LABEL_COLUMNS = ("number", "category", "confidence", "reporters", "published", "key", "flags",
-                 "last_ts", "company")
-RANGE_COLUMNS = ("start", "size", "category", "confidence", "numbers", "last_ts")
-FLAG_APPEAL = 8
 
 
 @dataclass
@@ -82,12 +77,7 @@ class ConsensusResult:
 
     def write_csv(self, path) -> tuple[Path, Path]:
         """Write LABELS.csv and `<stem>.ranges.csv` (atomically); returns both paths."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ranges_path = path.with_name(path.stem + ".ranges.csv")
-        _atomic_csv(path, LABEL_COLUMNS, (r.values() for r in self.rows()))
-        _atomic_csv(ranges_path, RANGE_COLUMNS, self._range_rows())
-        return path, ranges_path
+        return write_labels(path, self.rows()), write_ranges(ranges_path(path), self._range_rows())
 
     def _range_rows(self) -> Iterator[tuple]:
         r = self.ranges
@@ -111,15 +101,6 @@ def _slice(res: ConsensusResult, i: int) -> Iterator[dict]:
     return one.rows()
 
 
-def _atomic_csv(path: Path, header, rows) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
 def build_ranges(keys: np.ndarray, col: dict, cfg, harmful: np.ndarray,
                  verified: set[int]) -> RangeLabels:
     """PhoneBlock-style ranges over published harmful numbers: a block of 10 with >= range10_min of
@@ -129,11 +110,11 @@ def build_ranges(keys: np.ndarray, col: dict, cfg, harmful: np.ndarray,
                                                     np.int64, np.int64)))
     short = np.fromiter((is_short_key(int(k)) for k in keys), bool, keys.shape[0]) \
         if keys.size and keys.max() >= 10**16 else np.zeros(keys.shape[0], bool)
-    good = col["published"] & harmful & ~short & ((col["flags"] & 1) == 0)
+    good = col["published"] & harmful & ~short & ((col["flags"] & FLAG_VERIFIED) == 0)
     if not good.any():
         return empty
     forbidden = set(verified)
-    forbidden.update(int(k) for k in keys[(col["flags"] & FLAG_APPEAL) > 0])
+    forbidden.update(int(k) for k in keys[(col["flags"] & FLAG_APPEAL_SUPPRESSED) > 0])
     bad10 = {k // 10 for k in forbidden}
     bad100 = {k // 100 for k in forbidden}
     k = keys[good]

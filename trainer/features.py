@@ -17,6 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
+from callmark.labels import FLAG_MODEL, FLAG_VERIFIED, read_labels
+
 CALL_COLUMNS = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answered", "direction",
                 "presentation", "verification")
 LOCAL_OFFSET_S = 8 * 3600  # China local time = UTC+8 (hour-of-day features use local time)
@@ -377,17 +379,15 @@ class StaticPack:
         from callmark.numbers import key_of
 
         self.rows: dict[int, dict] = {}
-        with Path(labels_csv).open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                if str(r.get("published", "1")) in ("0", "false", "False"):
-                    continue
-                key = key_of(r["number"])
-                flags = int(r.get("flags") or 0)
-                if key is not None:
-                    self.rows[key] = {"pack_category": r["category"],
-                                      "pack_confidence": float(r.get("confidence") or 0),
-                                      "pack_reporters": int(float(r.get("reporters") or 0)),
-                                      "pack_verified": bool(flags & 1), "pack_model_derived": bool(flags & 4)}
+        for r in read_labels(labels_csv, published_only=True):
+            key = key_of(r["number"])
+            flags = int(r.get("flags") or 0)
+            if key is not None:
+                self.rows[key] = {"pack_category": r["category"],
+                                  "pack_confidence": float(r.get("confidence") or 0),
+                                  "pack_reporters": int(float(r.get("reporters") or 0)),
+                                  "pack_verified": bool(flags & FLAG_VERIFIED),
+                                  "pack_model_derived": bool(flags & FLAG_MODEL)}
 
     def advance(self, until_ts: float) -> None:
         pass

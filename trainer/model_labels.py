@@ -5,14 +5,12 @@ override a published crowd label, a verified business or an accepted appeal.
 """
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass
 
 from callmark.categories import HARMFUL_KEYS
+from callmark.labels import (FLAG_APPEAL_SUPPRESSED, FLAG_MODEL, FLAG_VERIFIED, label_columns, read_labels,
+                             write_labels)
 from callmark.numbers import format_key, key_of
-
-FLAG_VERIFIED, FLAG_RANGE, FLAG_MODEL, FLAG_APPEAL = 1, 2, 4, 8
 
 
 @dataclass
@@ -35,10 +33,8 @@ def merge_model_labels(labels_csv: str, scores: dict[int, float], calls: dict[in
     call-record count.
     """
     verified, appeals = verified or {}, appeals or {}
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        fields = list(reader.fieldnames or [])
-        rows = list(reader)
+    fields = label_columns(labels_csv)
+    rows = list(read_labels(labels_csv))
     by_key = {}
     for row in rows:
         k = int(row["key"]) if row.get("key") else key_of(row["number"])
@@ -54,22 +50,16 @@ def merge_model_labels(labels_csv: str, scores: dict[int, float], calls: dict[in
         confidence = f"{score * config.confidence_scale:.4f}"
         if row is None:
             by_key[k] = {"number": format_key(k), "category": config.default_category,
-                         "confidence": confidence, "reporters": 0, "published": 1, "key": k,
+                         "confidence": confidence, "reporters": 0, "published": True, "key": k,
                          "flags": FLAG_MODEL, "last_ts": as_of_ts, "company": ""}
             added += 1
-        elif row["published"] in ("0", 0) and int(row.get("reporters") or 0) <= config.max_reporters:
+        elif not row["published"] and int(row.get("reporters") or 0) <= config.max_reporters:
             flags = int(row.get("flags") or 0)
-            if flags & (FLAG_VERIFIED | FLAG_APPEAL):
+            if flags & (FLAG_VERIFIED | FLAG_APPEAL_SUPPRESSED):
                 continue
             if row["category"] not in HARMFUL_KEYS:
                 row["category"] = config.default_category
-            row.update(confidence=confidence, published=1, flags=flags | FLAG_MODEL)
+            row.update(confidence=confidence, published=True, flags=flags | FLAG_MODEL)
             upgraded += 1
-    tmp = labels_csv + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for k in sorted(by_key):
-            writer.writerow(by_key[k])
-    os.replace(tmp, labels_csv)
+    write_labels(labels_csv, (by_key[k] for k in sorted(by_key)), fields)
     return {"model_labels_added": added, "model_labels_upgraded": upgraded}

@@ -6,7 +6,6 @@ docs/pack-format.md.
 """
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import hashlib
 import json
@@ -16,8 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from callmark import categories as _categories
+from callmark.files import atomic_write
+from callmark.labels import FLAG_RANGE, FLAG_VERIFIED, LabelsFormatError, read_labels, read_ranges, ranges_path
 from callmark.pack import (
-    FLAG_RANGE, FLAG_VERIFIED, LABEL_COLS, PACK_FORMAT, RANGE_COLS, Delta, PackError, PackFormatError,
+    LABEL_COLS, PACK_FORMAT, RANGE_COLS, Delta, PackError, PackFormatError,
     PackTable, hash_hex, read_header, read_pack_table, table_hash, write_pack_sqlite,
 )
 from callmark.pack_codec import day_of, quantize_confidence, quantize_reporters
@@ -26,8 +27,9 @@ from callmark.pack_wire import encode_delta, encode_full
 INDEX = "index.json"
 
 
-class LabelsFormatError(PackFormatError):
-    """A LABELS.csv (or its ranges file) that does not follow docs/interfaces.md."""
+class LabelTableError(PackFormatError, LabelsFormatError):
+    """Label rows that read well but do not make a valid pack table (a LabelsFormatError and a
+    PackFormatError)."""
 
 
 @dataclass
@@ -89,66 +91,47 @@ def read_labels_csv(path: str, region: str = "CN") -> PackTable:
 
     Rows with published=1 go in; so do verified businesses (flags & 1 with a company) for their names.
     """
-    if not os.path.isfile(path):
-        raise LabelsFormatError(f"no labels file at {path}; pass the consensus LABELS.csv")
-    need = {"number", "category", "confidence", "reporters", "published"}
     cols = {c: [] for c in LABEL_COLS}
     names = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = need - set(reader.fieldnames or ())
-        if missing:
-            raise LabelsFormatError(f"{path}: missing columns {sorted(missing)}; expected "
-                                    "number,category,confidence,reporters,published[,key,flags,last_ts,company]")
-        for i, row in enumerate(reader, start=2):
-            where = f"{path} line {i}"
-            flags = _num(row.get("flags") or 0, int, where, "flags")
-            company = (row.get("company") or "").strip().replace("\x00", "")
-            published = _num(row.get("published") or 0, int, where, "published")
-            verified = bool(flags & FLAG_VERIFIED) and bool(company)
-            if published != 1 and not verified:
-                continue
-            key = _key(row, where, region)
-            conf = _num(row["confidence"], float, where, "confidence")
-            if not 0.0 <= conf <= 1.0:
-                raise LabelsFormatError(f"{where}: confidence must be within 0..1, got {conf}")
-            cols["key"].append(key)
-            cols["category"].append(_category_code(row["category"], where))
-            cols["confidence"].append(conf)
-            cols["reporters"].append(max(0, _num(row["reporters"] or 0, int, where, "reporters")))
-            cols["flags"].append(flags)
-            cols["last_day"].append(_num(row.get("last_ts") or 0, float, where, "last_ts"))
-            if verified:
-                names[key] = company
+    for row in read_labels(path):
+        where = row.where
+        flags = _num(row.get("flags") or 0, int, where, "flags")
+        company = (row.get("company") or "").strip().replace("\x00", "")
+        verified = bool(flags & FLAG_VERIFIED) and bool(company)
+        if not row["published"] and not verified:
+            continue
+        key = _key(row, where, region)
+        conf = _num(row["confidence"], float, where, "confidence")
+        if not 0.0 <= conf <= 1.0:
+            raise LabelsFormatError(f"{where}: confidence must be within 0..1, got {conf}")
+        cols["key"].append(key)
+        cols["category"].append(_category_code(row["category"], where))
+        cols["confidence"].append(conf)
+        cols["reporters"].append(max(0, _num(row["reporters"] or 0, int, where, "reporters")))
+        cols["flags"].append(flags)
+        cols["last_day"].append(_num(row.get("last_ts") or 0, float, where, "last_ts"))
+        if verified:
+            names[key] = company
     ranges = _read_ranges(path, region)
     t = make_table(cols, ranges, names)
     return t
 
 
 def _read_ranges(path: str, region: str) -> dict:
-    stem = path[:-4] if path.endswith(".csv") else path
-    rpath = stem + ".ranges.csv"
     cols = {c: [] for c in RANGE_COLS}
-    if not os.path.isfile(rpath):
-        return cols
     from callmark.numbers import key_of
-    with open(rpath, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"start", "size", "category", "confidence", "numbers", "last_ts"} - set(reader.fieldnames or ())
-        if missing:
-            raise LabelsFormatError(f"{rpath}: missing columns {sorted(missing)}")
-        for i, row in enumerate(reader, start=2):
-            where = f"{rpath} line {i}"
-            start = key_of(row["start"], region)
-            if start is None:
-                raise LabelsFormatError(f"{where}: start {row['start']!r} is not a valid number")
-            cols["start"].append(start)
-            cols["size"].append(_num(row["size"], int, where, "size"))
-            cols["category"].append(_category_code(row["category"], where))
-            cols["confidence"].append(_num(row["confidence"], float, where, "confidence"))
-            cols["numbers"].append(_num(row["numbers"] or 0, int, where, "numbers"))
-            cols["flags"].append(FLAG_RANGE)
-            cols["last_day"].append(_num(row.get("last_ts") or 0, float, where, "last_ts"))
+    for row in read_ranges(ranges_path(path)):
+        where = row.where
+        start = key_of(row["start"], region)
+        if start is None:
+            raise LabelsFormatError(f"{where}: start {row['start']!r} is not a valid number")
+        cols["start"].append(start)
+        cols["size"].append(_num(row["size"], int, where, "size"))
+        cols["category"].append(_category_code(row["category"], where))
+        cols["confidence"].append(_num(row["confidence"], float, where, "confidence"))
+        cols["numbers"].append(_num(row["numbers"] or 0, int, where, "numbers"))
+        cols["flags"].append(FLAG_RANGE)
+        cols["last_day"].append(_num(row.get("last_ts") or 0, float, where, "last_ts"))
     return cols
 
 
@@ -165,7 +148,7 @@ def make_table(labels: dict, ranges: dict | None = None, names: dict | None = No
     try:
         return PackTable(lab, rng, dict(names or {})).sort().validate()
     except PackFormatError as exc:
-        raise LabelsFormatError(str(exc)) from None
+        raise LabelTableError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- tiers and regions
@@ -268,11 +251,7 @@ def build_packs(t: PackTable, version: int, out_dir: str, config: PackConfig | N
 
 
 def _write_json(path: str, obj: dict):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 
 
 def read_index(d: str) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from callmark.labels import read_labels
 from trainer import consensus as consensus_lib
 from trainer import ingest, packs as packs_lib
 from trainer.model_labels import ModelLabelConfig, merge_model_labels
@@ -188,7 +189,7 @@ def consensus_targets(ids: list[str], labels_csv: Path, region: str):
     state = {}
     for row in read_labels(str(labels_csv)):
         key = int(row["key"]) if row.get("key") else key_of(row["number"], region)
-        if row["published"] == "1":
+        if row["published"]:
             state[key] = 1 if row["category"] in HARMFUL_KEYS else 0
         else:
             state[key] = -1
@@ -242,10 +243,9 @@ def training_dir(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_d
     with open(d / "truth.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["number", "role", "category", "harmful", "first_day", "last_day", "company"])
-        for row in read_labels(str(labels_csv)):
-            if row["published"] == "1":
-                harmful = int(row["category"] in HARMFUL_KEYS)
-                w.writerow([row["number"], "label", row["category"], harmful, 0, 10**6, row.get("company", "")])
+        for row in read_labels(labels_csv, published_only=True):
+            harmful = int(row["category"] in HARMFUL_KEYS)
+            w.writerow([row["number"], "label", row["category"], harmful, 0, 10**6, row.get("company", "")])
     return d
 
 
@@ -374,8 +374,3 @@ def next_version(out: str) -> int:
     builds = previous_builds(out, 2**62)
     return builds[0].version + 1 if builds else 1
 
-
-def read_labels(labels_csv: str) -> list[dict]:
-    """LABELS.csv rows as dicts (small helper for reports and the demo)."""
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))

@@ -9,7 +9,8 @@ from callmark.pack import PackReader
 from callmark.numbers import key_of
 from tools.cli import main
 from tools.simulate import simulate
-from trainer.model_labels import FLAG_MODEL, ModelLabelConfig, merge_model_labels
+from callmark.labels import FLAG_MODEL
+from trainer.model_labels import ModelLabelConfig, merge_model_labels
 from trainer.pipeline import BuildConfig, BuildError, BuildResult, build, consensus_targets
 
 
