@@ -2,22 +2,21 @@
 
 The trust chain: offline root keys (m-of-n) sign ``root`` metadata, which names the online key
 allowed to sign channel manifests; a manifest lists every artefact with length and SHA-256.
-A client keeps a :class:`TrustedState` and refreshes it with an :class:`Updater`, which rejects
-each attack with its own exception (see ``callmark/manifest_errors.py`` and ``docs/security.md``).
+A client keeps a ``TrustedState`` and refreshes it with an ``Updater`` (both in ``callmark/updater.py``,
+which imports this module, never the other way round); each attack is rejected with its own
+exception (see ``callmark/manifest_errors.py`` and ``docs/security.md``).
 Signatures are Ed25519 over the RFC 8785 canonical JSON of the ``signed`` object.
 """
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from json.encoder import encode_basestring
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -30,16 +29,12 @@ from callmark.manifest_errors import (  # re-exported: clients catch them from c
 
 SPEC_VERSION = "1.0"
 CLIENT_FORMAT = 1                 # the manifest format this client implements
-MAX_ROOT_BYTES = 512 * 1024       # bytes; a longer root file is an endless-data attack
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # bytes; ditto for a manifest
 ROLLOUT_BUCKETS = 10_000          # device buckets; 1 % = 100 buckets
-CHUNK = 64 * 1024                 # bytes read per step when hashing
 
 __all__ = [
     "canonical_json", "keyid_of", "public_key_dict", "sign_envelope", "verify_envelope",
     "Role", "Root", "ArtefactEntry", "PackEntry", "DeltaEntry", "ModelEntry", "Manifest",
-    "device_bucket", "in_rollout", "snapshot_hash", "TrustedState", "Updater", "DirFetcher",
-    "HttpFetcher", "download_verified", "verify_file", "verify_exports", "ExportsReport",
+    "device_bucket", "in_rollout", "snapshot_hash", "envelope_parts",
     "ManifestError", "MetadataFormatError", "SignatureError", "BadSignatureError", "UntrustedKeyError",
     "ThresholdError", "RollbackError", "FreezeError", "MixAndMatchError", "TamperedArtefactError",
     "EndlessDataError", "ClientTooOldError",
@@ -143,7 +138,7 @@ def sign_envelope(signed: dict, keys: Iterable[Ed25519PrivateKey]) -> dict:
     return {"signed": signed, "signatures": [{"keyid": k, "sig": s} for k, s in sorted(sigs.items())]}
 
 
-def _envelope_parts(env: Any, what: str) -> tuple[dict, list[dict]]:
+def envelope_parts(env: Any, what: str) -> tuple[dict, list[dict]]:
     if not isinstance(env, dict) or not isinstance(env.get("signed"), dict) \
             or not isinstance(env.get("signatures"), list):
         raise MetadataFormatError(f"{what}: expected {{'signed': {{...}}, 'signatures': [...]}}")
@@ -155,7 +150,7 @@ def _envelope_parts(env: Any, what: str) -> tuple[dict, list[dict]]:
 
 def verify_envelope(env: dict, root: "Root", role: str, what: str = "metadata") -> None:
     """Check that ``role``'s threshold of distinct trusted keys in ``root`` signed ``env``."""
-    signed, sigs = _envelope_parts(env, what)
+    signed, sigs = envelope_parts(env, what)
     r = root.roles[role]
     data = canonical_json(signed)
     valid: set[str] = set()
@@ -495,69 +490,3 @@ def device_bucket(device_id: str, salt: str) -> int:
 def in_rollout(device_id: str, percent: float, salt: str) -> bool:
     """True when the device falls inside the first ``percent`` % of buckets."""
     return device_bucket(device_id, salt) < round(percent * ROLLOUT_BUCKETS / 100)
-
-
-# ---------------------------------------------------------------- artefact checks
-def download_verified(fetch_iter: Iterable[bytes], entry: ArtefactEntry, dest: str | os.PathLike) -> Path:
-    """Stream ``fetch_iter`` into ``dest``; stop past ``entry.length``; check the SHA-256.
-
-    Raises EndlessDataError if the source offers more bytes than listed (reading at most one chunk
-    beyond the length), TamperedArtefactError on a short file or a hash mismatch. ``dest`` is only
-    written (atomically) once everything checks out.
-    """
-    dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".part")
-    h, total = hashlib.sha256(), 0
-    it: Iterator[bytes] = iter(fetch_iter)
-    ok = False
-    try:
-        with open(tmp, "wb") as f:
-            while total < entry.length:
-                chunk = next(it, b"")
-                if not chunk:
-                    break
-                if total + len(chunk) > entry.length:
-                    raise EndlessDataError(f"{entry.path}: source sent more than the {entry.length} bytes listed")
-                h.update(chunk)
-                f.write(chunk)
-                total += len(chunk)
-            if total == entry.length:
-                extra = next(it, b"")   # one look past the end: an honest source is exhausted
-                if extra:
-                    raise EndlessDataError(f"{entry.path}: source sent more than the {entry.length} bytes listed")
-        if total < entry.length:
-            raise TamperedArtefactError(f"{entry.path}: got {total} bytes, manifest lists {entry.length}")
-        if h.hexdigest() != entry.sha256:
-            raise TamperedArtefactError(f"{entry.path}: SHA-256 {h.hexdigest()[:16]}… differs from the "
-                                        f"manifest's {entry.sha256[:16]}…")
-        os.replace(tmp, dest)
-        ok = True
-        return dest
-    finally:
-        close = getattr(it, "close", None)
-        if close:
-            close()
-        if not ok:
-            tmp.unlink(missing_ok=True)
-
-
-def verify_file(entry: ArtefactEntry, path: str | os.PathLike) -> None:
-    """Check a file on disk against its entry: exact length, then SHA-256 (TamperedArtefactError)."""
-    p = Path(path)
-    if not p.is_file():
-        raise TamperedArtefactError(f"{entry.path}: missing (looked at {p})")
-    size = p.stat().st_size
-    if size != entry.length:
-        raise TamperedArtefactError(f"{entry.path}: {size} bytes on disk, manifest lists {entry.length}")
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    if h.hexdigest() != entry.sha256:
-        raise TamperedArtefactError(f"{entry.path}: SHA-256 {h.hexdigest()[:16]}… differs from the "
-                                    f"manifest's {entry.sha256[:16]}…")
-
-
-from callmark._manifest_client import (  # noqa: E402  (client half, split for size)
-    DirFetcher, ExportsReport, HttpFetcher, TrustedState, Updater, verify_exports,
-)

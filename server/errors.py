@@ -13,6 +13,8 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from server.store_errors import StoreBusy, StoreError
+
 log = logging.getLogger("callmark.server")
 
 
@@ -32,16 +34,6 @@ class ServerError(Exception):
 
 class ConfigError(ServerError):
     """A configuration value is missing or invalid."""
-
-
-class StoreError(ServerError):
-    """The store cannot be opened or migrated."""
-
-
-class StoreBusy(ServerError):
-    """The store stayed locked past the busy timeout; retry later."""
-
-    status = 503
 
 
 class BadRequest(ServerError):
@@ -146,6 +138,12 @@ def register_error_handlers(app: Flask, retry_after_s: int) -> None:
                        f"(max {app.config.get('MAX_CONTENT_LENGTH')} bytes)")
         return _respond(code, message, errors, headers)
 
+    def on_store(e: StoreError):
+        if isinstance(e, StoreBusy):
+            return _respond(503, e.message, None, {"Retry-After": str(retry_after_s)})
+        log.error("store error: %s", e)
+        return _respond(500, e.message, None)
+
     def on_sqlite(e: sqlite3.OperationalError):
         if "locked" in str(e) or "busy" in str(e):
             return _respond(503, "Store is busy; retry later", None,
@@ -160,6 +158,7 @@ def register_error_handlers(app: Flask, retry_after_s: int) -> None:
         return _respond(500, "Internal server error", None)
 
     app.register_error_handler(ServerError, on_server_error)
+    app.register_error_handler(StoreError, on_store)
     app.register_error_handler(HTTPException, on_http)
     app.register_error_handler(sqlite3.OperationalError, on_sqlite)
     app.register_error_handler(Exception, on_unexpected)

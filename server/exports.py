@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from callmark import exports as layout
 from server.errors import NotFound, Unavailable
-
-CHANNEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-ARTEFACT_RE = re.compile(r"^[0-9a-f]{16}-[A-Za-z0-9._-]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -49,17 +46,14 @@ class Exports:
         self._lock = threading.Lock()
 
     def channels(self) -> list[str]:
-        d = self.root / "channels"
-        if not d.is_dir():
-            return []
-        return sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file())
+        return layout.channels(self.root)
 
     def manifest(self, channel: str) -> PublishedManifest:
         """The channel's current manifest; NotFound for unknown channels, Unavailable if broken."""
-        if not CHANNEL_RE.match(channel or ""):
+        if not layout.is_channel(channel):
             raise NotFound(f"unknown channel {channel!r}; channels are lower-case names like "
                            f"'stable' (published: {self.channels()})")
-        path = self.root / "channels" / channel / "manifest.json"
+        path = self.root / layout.manifest_path(channel)
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -85,25 +79,24 @@ class Exports:
 
     def artefact_path(self, name: str) -> Path:
         """Path of a content-addressed artefact `<sha256[:16]>-<name>`; NotFound otherwise."""
-        if not ARTEFACT_RE.match(name or "") or ".." in name:
+        if not layout.is_artefact_name(name):
             raise NotFound(f"no artefact {name!r}: names look like '<16 hex>-<file name>' as "
                            "listed in the manifest's 'path' fields")
-        path = self.root / "artefacts" / name
+        path = self.root / layout.ARTEFACTS_DIR / name
         if not path.is_file():
             raise NotFound(f"no artefact {name!r} in the exports")
         return path
 
     def root_path(self, version: int | None) -> Path:
         """root.json (version None) or root/<version>.root.json."""
-        path = (self.root / "root.json" if version is None
-                else self.root / "root" / f"{int(version)}.root.json")
+        path = self.root / layout.root_path(version)
         if not path.is_file():
             raise NotFound(f"no root metadata version {version}" if version is not None
                            else "no root.json published yet")
         return path
 
     def history(self, limit: int = 100) -> list[dict]:
-        path = self.root / "history.jsonl"
+        path = self.root / layout.HISTORY_FILE
         if not path.is_file():
             return []
         out: deque = deque(maxlen=limit)

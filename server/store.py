@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from server.errors import StoreError
+from server.store_errors import StoreError
 
 DB_NAME = "callmark.sqlite"
 ALL_SCOPES = ("admin", "appeals", "publish", "keys", "read")

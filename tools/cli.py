@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "resign": ("tools.commands.release", "COMMANDS:resign", "Re-sign live manifests before they expire."),
     "gc": ("tools.commands.release", "COMMANDS:gc", "Collect artefacts no live manifest or delta window needs."),
     "serve": ("tools.commands.serve", "command", "Run the HTTP server (gunicorn, loopback by default)."),
-    "handset": ("tools.handset", "command", "The reference handset client: sync, label, tag, replay."),
+    "handset": ("tools.handset_cli", "command", "The reference handset client: sync, label, tag, replay."),
     "demo": ("tools.demo", "command", "The main job end to end on embedded defaults."),
 }
 

@@ -167,7 +167,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run the two demo days; returns the summary (also printed)."""
     from tools.handset import Handset
     from tools.simulate import simulate
-    from trainer import release
+    import publisher as release
     from trainer.pipeline import BuildConfig, build
 
     work, exports, keys = Path(cfg.workdir), Path(cfg.exports), Path(cfg.keys)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from callmark import categories
-from callmark.manifest import Updater
+from callmark.updater import Updater
 from callmark.manifest_errors import ManifestError
 from callmark.numbers import normalize
 from callmark.pack import PackError, PackReader
@@ -29,7 +29,7 @@ from tools.handset_store import (
 )
 from tools.handset_sync import ModelCheckError, PackSync, SyncResult, open_trust, pick_pack, sync_model
 
-__all__ = ["Handset", "HandsetError", "Decision", "command"]
+__all__ = ["Handset", "HandsetError", "Decision"]
 
 UTC_OFFSET_H = {"CN": 8}  # local time of the phone's region (hour-of-day feature)
 HISTORY_FLUSH = 20_000  # recorded calls kept in memory before label() writes them (bounds memory);
@@ -404,5 +404,3 @@ class Handset:
                 "lists": {k: sum(1 for v in self.lists().values() if v == k) for k in LIST_KINDS},
                 "tags": self.store.tag_counts()}
 
-
-from tools.handset_cli import command  # noqa: E402  (the click group lives next door)

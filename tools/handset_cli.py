@@ -1,5 +1,5 @@
-"""`callmark handset …`: the thin click layer over tools.handset.Handset (imported as
-`tools.handset.command`)."""
+"""`callmark handset …`: the thin click layer over tools.handset.Handset (the library never imports
+this module: the arrow runs from the CLI to the library only)."""
 from __future__ import annotations
 
 import functools
@@ -11,12 +11,11 @@ import click
 from callmark.errors import CallmarkError
 from callmark.manifest_errors import ManifestError
 from callmark.rules import VERIFICATION
-
-LIST_KINDS = ("contact", "allow", "block")
+from tools.handset import Handset
+from tools.handset_store import LIST_KINDS
 
 
 def _handset(ctx: click.Context):
-    from tools.handset import Handset
     o = ctx.obj
     return Handset(o["state"], o["server"], root=o["root"], tofu=o["tofu"], channel=o["channel"],
                    region=o["region"])

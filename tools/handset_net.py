@@ -1,7 +1,7 @@
 """The handset's transport: the sync server over HTTP (or an exports/ mirror directory), with
 retries, exponential backoff with jitter, server wait hints and resumable Range downloads.
 
-`Transport.get(path, max_bytes)` / `.iter(path)` make it a fetcher for callmark.manifest.Updater:
+`Transport` is a `callmark.updater.Fetcher` (``get(path, max_bytes)`` / ``iter(path)``) for the Updater:
 paths are the exports/ layout (`root/2.root.json`, `channels/stable/manifest.json`,
 `artefacts/<sha16>-<name>`), mapped to the server's `/v1/...` endpoints.
 """
@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from callmark.manifest import CHUNK, ArtefactEntry, verify_file
+from callmark.exports import manifest_channel
+from callmark.manifest import ArtefactEntry
+from callmark.updater import CHUNK, Fetcher, read_bounded, verify_file
 from callmark.manifest_errors import EndlessDataError, TamperedArtefactError
 from tools.handset_store import HandsetError
 
@@ -78,7 +80,7 @@ def _hint(headers: Any, name: str) -> int | None:
         return None
 
 
-class Transport:
+class Transport(Fetcher):
     """HTTP(S) to a callmark server, or plain files of an exports/ mirror directory."""
 
     def __init__(self, url: str, timeout: float = 10.0, backoff: Backoff | None = None,
@@ -159,24 +161,23 @@ class Transport:
                     self.hints[k] = body[k]
 
     def _url_path(self, path: str) -> str:
-        parts = path.split("/")
-        if len(parts) == 3 and parts[0] == "channels" and parts[2] == "manifest.json":
-            return f"/v1/manifest?channel={parts[1]}"
+        channel = manifest_channel(path)
+        if channel is not None:
+            return f"/v1/manifest?channel={channel}"
         return "/v1/" + path.lstrip("/")
 
     # ------------------------------------------------------------ fetcher protocol (Updater)
-    def get(self, path: str, max_bytes: int) -> bytes | None:
-        """Whole metadata file, or None if absent; EndlessDataError past `max_bytes`."""
+    def read(self, path: str, limit: int) -> bytes | None:
+        """At most `limit` bytes of a metadata file, or None if absent (`get` checks the limit)."""
         if self.local is not None:
             p = self.local / path
             if not p.is_file():
                 return None
             with open(p, "rb") as f:
-                data = f.read(max_bytes + 1)
+                data = f.read(limit)
         else:
-            headers, channel = {}, None
-            if path.startswith("channels/") and path.endswith("/manifest.json"):
-                channel = path.split("/")[1]
+            headers, channel = {}, manifest_channel(path)
+            if channel is not None:
                 if channel in self.manifest_cache:
                     headers["If-None-Match"] = f'"{self.manifest_cache[channel][0]}"'
             r = self.request("GET", self._url_path(path), stream=True, headers=headers)
@@ -187,18 +188,11 @@ class Transport:
                     return None
                 if r.status_code >= 400:
                     raise ServerRejected(f"GET {path}: HTTP {r.status_code}", r.status_code)
-                buf = bytearray()
-                for chunk in r.iter_content(CHUNK):
-                    buf += chunk
-                    if len(buf) > max_bytes:
-                        break
-                data = bytes(buf)
+                data = read_bounded(r.iter_content(CHUNK), limit)
                 etag = (r.headers.get("ETag") or "").strip('W/"')
-                if channel and etag and len(data) <= max_bytes:
+                if channel and etag and len(data) < limit:
                     self.manifest_cache[channel] = (etag, data)
         self.bytes_in += len(data)
-        if len(data) > max_bytes:
-            raise EndlessDataError(f"{path}: longer than the {max_bytes} bytes allowed for metadata")
         return data
 
     def iter(self, path: str) -> Iterator[bytes]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from callmark.errors import CallmarkError
+from callmark.files import atomic_write  # noqa: F401  (re-exported for the sync module)
 
 LIST_KINDS = ("contact", "allow", "block")
 CONFIG_FORMAT = 1
@@ -54,19 +55,6 @@ class HandsetStateError(HandsetError):
 
 class NoTrustedRootError(HandsetStateError):
     """The handset has no root of trust yet: pass the root.json shipped with the app."""
-
-
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write `data` to `path` via a temp file, fsync and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _from_dict(cls, d: dict, what: str):

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callmark.manifest import DeltaEntry, Manifest, ModelEntry, PackEntry, TrustedState, Updater
+from callmark.exports import MAX_ROOT_BYTES, root_path
+from callmark.manifest import DeltaEntry, Manifest, ModelEntry, PackEntry
+from callmark.updater import TrustedState, Updater
 from callmark.manifest_errors import ManifestError
 from callmark.pack import (
     PackError, UpdatePolicy, apply_delta, expand_wire, plan_update, read_pack_meta,
@@ -57,9 +59,9 @@ def open_trust(store: HandsetStore, transport: Transport, initial_root: Any, tof
     if (store.trust_dir / "root.json").is_file():
         return TrustedState.open(store.trust_dir)
     if initial_root is None and tofu:
-        initial_root = transport.get("root/1.root.json", 512 * 1024)
+        initial_root = transport.get(root_path(1), MAX_ROOT_BYTES)
         if initial_root is None:
-            raise NoTrustedRootError("the server publishes no root/1.root.json; pass --root FILE")
+            raise NoTrustedRootError(f"the server publishes no {root_path(1)}; pass --root FILE")
     if initial_root is None:
         raise NoTrustedRootError(f"{store.dir} has no trusted root yet: pass --root FILE (the root.json "
                                 "shipped with the app), or --trust-on-first-use")

@@ -4,7 +4,7 @@ The hot path is column-wise: rows are read in chunks, each column is converted w
 value cache (number keys, category codes, reporter ids are interned to ints) and appended to numpy
 arrays. No per-event Python objects survive a chunk (10 M events: 220 MB of columns). Plain CSV
 is split in C a block at a time (`_csv_blocks`); numbers and reporter ids of big chunks are interned
-through a hashed numpy table (`_BytesTable`), so Python code runs once per new distinct value, not
+through a hashed numpy table (`BytesTable` in trainer/ingest_columns.py), so Python code runs once per new distinct value, not
 once per row; see docs/consensus.md, "Speed and memory".
 
 Bad rows are counted per reason with a few samples in a `BadRowReport`; they are never fatal. Only
@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from callmark.numbers import key_of
-from trainer.ingest_columns import (MS_THRESHOLD, TagEvents, _bool, _Builder, _CAT_CODES,
-                                    parse_ts)
+from trainer.ingest_columns import CATEGORY_CODES, MS_THRESHOLD, Builder, TagEvents, parse_bool, parse_ts
 
 __all__ = ["REQUIRED", "OPTIONAL", "IngestError", "BadRowReport", "TagEvents", "MS_THRESHOLD",
            "parse_ts", "read_tags", "sqlite_rows", "read_verified", "Appeal", "read_appeals",
@@ -101,7 +100,7 @@ def _kind(path: Path) -> str:
     return "csv"
 
 
-def _read_csv(path: Path, b: _Builder, report: BadRowReport, columns: dict[str, str] | None) -> None:
+def _read_csv(path: Path, b: Builder, report: BadRowReport, columns: dict[str, str] | None) -> None:
     with _open_text(path) as f:
         first = f.readline()
         if not first.strip():
@@ -124,7 +123,7 @@ def _read_csv(path: Path, b: _Builder, report: BadRowReport, columns: dict[str, 
         _csv_blocks(f, b, report, idx, shape)
 
 
-def _csv_blocks(f, b: _Builder, report: BadRowReport, idx: dict[str, int], shape) -> None:
+def _csv_blocks(f, b: Builder, report: BadRowReport, idx: dict[str, int], shape) -> None:
     """Fast path for plain CSV (no quotes): blocks of text split on newlines and commas in C.
     A block with a quote or a bare carriage return hands the rest of the file to the csv module."""
     ncol = shape[0]
@@ -168,7 +167,7 @@ def _csv_blocks(f, b: _Builder, report: BadRowReport, idx: dict[str, int], shape
             row_no = _csv_rows(csv.reader(lines), b, report, idx, shape, row_no)
 
 
-def _csv_rows(reader, b: _Builder, report: BadRowReport, idx: dict[str, int], shape,
+def _csv_rows(reader, b: Builder, report: BadRowReport, idx: dict[str, int], shape,
               row_no: int) -> int:
     """General path: rows from a csv reader, checked one by one; returns the last row number."""
     _, width, full = shape
@@ -198,7 +197,7 @@ def _csv_rows(reader, b: _Builder, report: BadRowReport, idx: dict[str, int], sh
         b.add(nos, {c: [r[i] for r in good] for c, i in idx.items()})
 
 
-def _dict_chunks(rows: Iterable[Any], b: _Builder, report: BadRowReport, first_row: int = 1,
+def _dict_chunks(rows: Iterable[Any], b: Builder, report: BadRowReport, first_row: int = 1,
                  columns: dict[str, str] | None = None) -> None:
     it = iter(rows)
     row_no = first_row - 1
@@ -286,7 +285,7 @@ def read_tags(source, region: str = "CN", columns: dict[str, str] | None = None
     """Read tag events from a path (CSV/JSONL, optionally .gz, or an SQLite store) or an iterable of
     dict rows; returns (TagEvents, BadRowReport). `columns` maps our field names to the source's."""
     report = BadRowReport()
-    b = _Builder(region, report)
+    b = Builder(region, report)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -374,11 +373,11 @@ def read_appeals(source, region: str = "CN") -> tuple[dict[int, list[Appeal]], B
             continue
         k, ts = keyed
         acc = d.get("accepted", 1)
-        if _bool(acc) == 0:
+        if parse_bool(acc) == 0:
             continue
         cats = d.get("categories") or ""
         cats = cats if isinstance(cats, (list, tuple)) else str(cats).split(";")
-        codes = {_CAT_CODES.get(str(c).strip(), 0) for c in cats if str(c).strip()}
+        codes = {CATEGORY_CODES.get(str(c).strip(), 0) for c in cats if str(c).strip()}
         if not codes or 0 in codes:
             rep.add(i, "unknown category", d.get("categories"))
             continue

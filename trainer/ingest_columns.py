@@ -1,7 +1,7 @@
 """Column building for the ingest: TagEvents, value interning, time parsing (see trainer/ingest.py).
 
-`_Builder` turns chunks of column lists into numpy arrays. Numbers and reporter ids are mapped
-through dicts with `map` (C loops), or for big chunks of ASCII strings through `_BytesTable`, a
+`Builder` turns chunks of column lists into numpy arrays. Numbers and reporter ids are mapped
+through dicts with `map` (C loops), or for big chunks of ASCII strings through `BytesTable`, a
 hashed numpy table, so Python code runs once per new distinct value rather than once per row.
 """
 from __future__ import annotations
@@ -11,15 +11,19 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import repeat
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from callmark.categories import CATEGORIES
 from callmark.numbers import key_of
 
-if TYPE_CHECKING:
-    from trainer.ingest import BadRowReport
+
+
+class RowReport(Protocol):
+    """Where the builder counts rejected rows (trainer.ingest.BadRowReport implements it)."""
+
+    def add(self, row_no: int, reason: str, excerpt: Any = "") -> None: ...
 
 BULK_MIN_ROWS = 4096  # chunks of at least this many strings intern numbers/reporters in numpy
 BULK_MAX_NEW_SHARE = 0.75  # ... unless the previous chunk had more new values than this share
@@ -74,13 +78,13 @@ class TagEvents:
                    list(companies or []))
 
 
-_CAT_CODES: dict[str, int] = {}
+CATEGORY_CODES: dict[str, int] = {}
 for _c in CATEGORIES:
-    _CAT_CODES[_c.key] = _c.code
-    _CAT_CODES[_c.key.upper()] = _c.code
-    _CAT_CODES[str(_c.code)] = _c.code
-    _CAT_CODES[_c.key.replace("_", "-")] = _c.code
-    _CAT_CODES[_c.en.lower()] = _c.code
+    CATEGORY_CODES[_c.key] = _c.code
+    CATEGORY_CODES[_c.key.upper()] = _c.code
+    CATEGORY_CODES[str(_c.code)] = _c.code
+    CATEGORY_CODES[_c.key.replace("_", "-")] = _c.code
+    CATEGORY_CODES[_c.en.lower()] = _c.code
 
 
 def parse_ts(value) -> int | None:
@@ -113,13 +117,13 @@ def parse_ts(value) -> int | None:
     return int(v)
 
 
-class _Builder:
+class Builder:
     """Converts chunks of column lists to arrays, with caches shared across chunks.
 
     Columns are mapped through dicts with `map` (C loops); Python-level loops run only over the
     new distinct values of a chunk and over rejected rows."""
 
-    def __init__(self, region: str, report: BadRowReport):
+    def __init__(self, region: str, report: RowReport):
         self.region = region
         self.report = report
         self.num_cache: dict = {}  # raw value -> key; -1 invalid, -2 missing
@@ -127,8 +131,8 @@ class _Builder:
         self.rep_names: list[str] = []
         self.comp_ids: dict[str, int] = {}
         self.parts: list[tuple[np.ndarray, ...]] = []
-        self.num_table = _BytesTable()  # bulk paths for big chunks of strings
-        self.rep_table = _BytesTable()
+        self.num_table = BytesTable()  # bulk paths for big chunks of strings
+        self.rep_table = BytesTable()
         self.new_share: dict[str, float] = {}  # column -> share of rows of the last chunk that
         # brought a new distinct value
 
@@ -236,14 +240,14 @@ class _Builder:
 
     def _categories(self, raw) -> np.ndarray:
         try:
-            codes = list(map(_CAT_CODES.get, raw, repeat(0)))
+            codes = list(map(CATEGORY_CODES.get, raw, repeat(0)))
         except TypeError:
             codes = [0] * len(raw)
         if 0 in codes:  # retry non-string values by their text (JSON numbers)
             for i in [i for i, c in enumerate(codes) if c == 0]:
                 v = raw[i]
                 if v is not None and not isinstance(v, str):
-                    codes[i] = _CAT_CODES.get(str(v), 0)
+                    codes[i] = CATEGORY_CODES.get(str(v), 0)
         return np.array(codes, np.int16)
 
     def add(self, row_nos, cols: dict[str, list]) -> None:
@@ -285,7 +289,7 @@ class _Builder:
         talk = _floats(cols["talk_s"], n) if "talk_s" in cols else None
         answered = direction = None
         if "answered" in cols:
-            answered = np.fromiter((_bool(v) for v in cols["answered"]), np.int8, n)
+            answered = np.fromiter((parse_bool(v) for v in cols["answered"]), np.int8, n)
         if "direction" in cols:
             direction = np.fromiter((0 if v == "in" else 1 if v == "out" else -1
                                      for v in cols["direction"]), np.int8, n)
@@ -320,7 +324,7 @@ COLUMN_FILL = ((np.int64, 0), (np.int32, 0), (np.int16, 0), (np.int64, 0), (np.i
                (np.float32, np.nan), (np.float32, np.nan), (np.int8, -1), (np.int8, -1))
 
 
-class _BytesTable:
+class BytesTable:
     """Distinct short ASCII strings seen so far -> an int, found by a 64-bit hash of their bytes
     with numpy; every hit is verified against the stored bytes (a collision disables the table)."""
 
@@ -455,7 +459,7 @@ def _floats(values, n: int) -> np.ndarray:
     return out
 
 
-def _bool(v) -> int:
+def parse_bool(v) -> int:
     if v is True or v in ("1", "true", "True", 1):
         return 1
     if v is False or v in ("0", "false", "False", 0):

@@ -20,7 +20,7 @@ import click
 
 from callmark.labels import read_labels
 from trainer import consensus as consensus_lib
-from trainer import ingest, packs as packs_lib
+from trainer import ingest, packs as packs_lib, sources
 from trainer.model_labels import ModelLabelConfig, merge_model_labels
 
 BUILD_JSON = "build.json"
@@ -111,26 +111,13 @@ class Progress:
 
 def ingest_stage(cfg: BuildConfig) -> tuple[ingest.TagEvents, dict, dict]:
     """Tag events plus verified businesses, accepted appeals and reissued numbers."""
-    if cfg.tags:
-        events, report = ingest.read_tags(cfg.tags, region=cfg.region)
-        verified, appeals = {}, {}
-    else:
-        from server import store  # the store's one narrow module; trainer may read it
-        if not (Path(cfg.data_dir) / store.DB_NAME).is_file():
-            raise BuildError(f"no store at {cfg.data_dir}; upload tags to a server or pass --tags FILE")
-        events, report = ingest.read_tags(store.iter_tag_events(cfg.data_dir), region=cfg.region)
-        verified, _ = ingest.read_verified(store.iter_verified(cfg.data_dir), cfg.region)
-        appeals, _ = ingest.read_appeals(store.iter_accepted_appeals(cfg.data_dir), cfg.region)
-    if cfg.verified:
-        verified.update(ingest.read_verified(cfg.verified, cfg.region)[0])
-    if cfg.appeals:
-        for k, lst in ingest.read_appeals(cfg.appeals, cfg.region)[0].items():
-            appeals.setdefault(k, []).extend(lst)
-    recycled = ingest.read_recycled(cfg.recycled, cfg.region)[0] if cfg.recycled else {}
-    if len(events) == 0:
-        raise BuildError("no usable tag events: " + report.summary())
-    side = {"verified": verified, "appeals": appeals, "recycled": recycled}
-    return events, side, report.to_dict()
+    src = sources.Sources(tags=cfg.tags, data_dir=cfg.data_dir, verified=cfg.verified, appeals=cfg.appeals,
+                          recycled=cfg.recycled, region=cfg.region)
+    try:
+        got = sources.read_inputs(src)
+    except sources.SourceError as e:
+        raise BuildError(str(e)) from None
+    return got.events, got.side, got.report
 
 
 def consensus_stage(events, side: dict, cfg: BuildConfig, build_dir: Path):

@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from callmark.manifest import (
-    ArtefactEntry, Manifest, ModelEntry, PackEntry, Role, Root, TrustedState, canonical_json, device_bucket,
-    download_verified, in_rollout, keyid_of, public_key_dict, sign_envelope, snapshot_hash, verify_envelope,
-    verify_file,
+    ArtefactEntry, Manifest, ModelEntry, PackEntry, Role, Root, canonical_json, device_bucket, in_rollout,
+    keyid_of, public_key_dict, sign_envelope, snapshot_hash, verify_envelope,
 )
+from callmark.updater import TrustedState, download_verified, verify_file
 from callmark.manifest_errors import (
     BadSignatureError, EndlessDataError, MetadataFormatError, MixAndMatchError, TamperedArtefactError,
     ThresholdError, UntrustedKeyError,

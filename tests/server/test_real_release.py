@@ -1,4 +1,4 @@
-"""The server over a real signed release (trainer/release.py writes exports/; the server only
+"""The server over a real signed release (publisher/ writes exports/; the server only
 reads files): served manifest verifies from the root, update answers match the manifest."""
 import hashlib
 import json
@@ -10,7 +10,7 @@ from server import create_app
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    pytest.importorskip("trainer.release")
+    pytest.importorskip("publisher")
     from tests.tools.handset_helpers import Publisher
     root = tmp_path_factory.mktemp("release")
     pub = Publisher(root)

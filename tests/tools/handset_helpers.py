@@ -1,6 +1,6 @@
 """Test helpers for the handset: small label tables, signed releases, a loopback server.
 
-The tests build releases with the project's own libraries (trainer/packs.py, trainer/release.py);
+The tests build releases with the project's own libraries (trainer/packs.py, publisher/);
 the handset under test only talks to them through exports/ files or HTTP.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Publisher:
     """Signed releases into an exports/ tree, with keys made once."""
 
     def __init__(self, root: Path, channel: str = "stable"):
-        from trainer.release import init_keys
+        from publisher import init_keys
         self.root, self.channel = Path(root), channel
         self.keys = self.root / "keys"
         self.exports = self.root / "exports"
@@ -79,7 +79,7 @@ class Publisher:
     def publish(self, version: int, t=None, model_dir=None, hints: dict | None = None):
         """Build packs of `t` (default table(version)) + a delta from the previous version; publish."""
         from trainer.packs import PackConfig, build_packs, make_deltas
-        from trainer.release import publish_release
+        from publisher import publish_release
         t = t if t is not None else table(version)
         pdir = self.root / f"packs-v{version}"
         build_packs(t, version, str(pdir), PackConfig(lite=False, provinces=False))

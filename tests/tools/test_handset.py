@@ -20,7 +20,8 @@ from callmark.pack import pack_state_hash, read_pack_meta
 from tests.tools.handset_helpers import (
     BANK, DELIVERY, FRAUD, NEW_FRAUD, RANGE_START, TELE, UNKNOWN, Publisher, dead_url, serve,
 )
-from tools.handset import Handset, command
+from tools.handset import Handset
+from tools.handset_cli import command
 from tools.handset_net import Backoff
 
 REPO = Path(__file__).resolve().parents[2]

@@ -80,7 +80,7 @@ def upload_crowd(url: str, work: Path, events: list[dict]) -> int:
 
 def build_and_publish(tmp: Path, version: int, sim: Path):
     from trainer.pipeline import BuildConfig, build
-    from trainer.release import publish_release
+    from publisher import publish_release
     res = build(BuildConfig(out=str(tmp / "builds"), version=version, data_dir=str(tmp / "srv"),
                             verified=str(sim / "verified.csv"), student=False), echo=lambda s: None)
     return publish_release(tmp / "exports", res.pack_dir, res.delta_dirs, res.model_dir, "stable", tmp / "keys")
@@ -88,7 +88,7 @@ def build_and_publish(tmp: Path, version: int, sim: Path):
 
 def test_crowd_to_release_to_phone_and_a_delta_next_day(server):
     from tools.simulate import simulate
-    from trainer.release import init_keys
+    from publisher import init_keys
     url, tmp = server
     sim = tmp / "sim"
     simulate(str(sim), days=4, users=2000, seed=3)

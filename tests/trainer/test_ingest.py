@@ -183,7 +183,7 @@ def test_fast_csv_and_bulk_interning_match_the_plain_paths(tmp_path, monkeypatch
 
 
 def test_bulk_interning_is_exact_when_hashes_collide(monkeypatch):
-    table = ingest_columns._BytesTable()
+    table = ingest_columns.BytesTable()
     vals, new, commit = table.lookup(["a", "b", "a", "c"])
     assert new.tolist() == [0, 1, 3]
     assert commit(np.array([10, 11, 12])).tolist() == [10, 11, 10, 12]
@@ -195,7 +195,7 @@ def test_bulk_interning_is_exact_when_hashes_collide(monkeypatch):
     table.recent[next(iter(table.recent))] = 1
     assert table.lookup(["a", "b"]) is None and table.broken
     # the same answers after the recent entries were merged into the sorted arrays
-    big = ingest_columns._BytesTable()
+    big = ingest_columns.BytesTable()
     names = [f"r{i}" for i in range(70_000)]
     vals, new, commit = big.lookup(names)
     assert commit(np.arange(70_000)).tolist() == list(range(70_000)) and not big.recent

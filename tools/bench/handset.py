@@ -63,7 +63,7 @@ def run(entries: int, calls: int, model_dir: str | None, seed: int, keep: bool =
     from callmark.pack import PackReader
     from tools.handset import Handset
     from trainer.packs import PackConfig, build_packs, make_deltas, synthetic_table
-    from trainer.release import init_keys, publish_release
+    from publisher import init_keys, publish_release
 
     work = Path(tempfile.mkdtemp(prefix="bench-handset-"))
     out: dict = {"entries": entries, "calls": calls}

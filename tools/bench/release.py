@@ -74,8 +74,8 @@ def main(argv=None) -> None:
     ap.add_argument("--packs-dir", type=Path, help="publish this real pack dir instead of fake packs")
     a = ap.parse_args(argv)
 
-    from callmark.manifest import DirFetcher, TrustedState, Updater, download_verified
-    from trainer import release as R
+    from callmark.updater import DirFetcher, TrustedState, Updater, download_verified
+    import publisher as R
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-release-"))
     try:

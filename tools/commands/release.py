@@ -61,7 +61,7 @@ def publish_cmd(exports, keys, build_dir, pack_dir, delta_dirs, model_dir, chann
     Example: callmark publish --build var/builds/v12 --channel beta
     (or: callmark publish --packs build/packs --delta build/delta-11-12 --model build/model --channel beta)
     """
-    from trainer.release import publish_release
+    from publisher import publish_release
     if build_dir:
         from trainer.pipeline import BuildError, BuildResult
         try:
@@ -91,7 +91,7 @@ def promote_cmd(exports, keys, from_channel, to_channel, rollout_percent, expire
 
     Example: callmark promote --from beta --to stable --percent 10
     """
-    from trainer.release import promote
+    from publisher import promote
     _say(promote(exports, keys, from_channel, to_channel, rollout_percent, expires_days), "promoted to")
 
 
@@ -108,7 +108,7 @@ def rollout_cmd(exports, keys, channel, percent, expires_days):
 
     Example: callmark rollout --channel stable --percent 50
     """
-    from trainer.release import set_rollout
+    from publisher import set_rollout
     _say(set_rollout(exports, keys, channel, percent, expires_days), "rolled out")
 
 
@@ -125,7 +125,7 @@ def rollback_cmd(exports, keys, channel, to_version, expires_days):
 
     Example: callmark rollback --channel stable --to-version 3
     """
-    from trainer.release import rollback
+    from publisher import rollback
     _say(rollback(exports, keys, channel, to_version, expires_days), "rolled back")
 
 
@@ -140,7 +140,7 @@ def resign_cmd(exports, keys, chans, expires_days):
 
     Example: callmark resign --exports exports
     """
-    from trainer.release import resign
+    from publisher import resign
     for m in resign(exports, keys, chans or None, expires_days):
         _say(m, "re-signed")
 
@@ -158,7 +158,7 @@ def gc_cmd(exports, window_versions, window_days, dry_run):
 
     Example: callmark gc --exports exports --window-versions 5 --dry-run
     """
-    from trainer.release import collect_garbage
+    from publisher import collect_garbage
     r = collect_garbage(exports, window_versions, window_days, dry_run)
     for p in r["deleted"]:
         click.echo(("would delete " if dry_run else "deleted ") + p)
@@ -174,7 +174,7 @@ def verify_cmd(exports_dir, root_file):
 
     Example: callmark verify exports --root app/assets/root.json
     """
-    from callmark.manifest import verify_exports
+    from callmark.updater import verify_exports
     r = verify_exports(exports_dir, root_file)
     for p in r.problems:
         click.echo(f"FAIL {p}", err=True)
@@ -195,7 +195,7 @@ def history_cmd(exports, channel, as_json):
 
     Example: callmark history --channel stable
     """
-    from trainer.release import history
+    from publisher import history
     for r in history(exports, channel):
         if as_json:
             click.echo(json.dumps(r, sort_keys=True))
@@ -226,7 +226,7 @@ def keys_init(keys_dir, threshold, roots, force):
 
     Example: callmark keys init --dir var/keys --threshold 2 --roots 3
     """
-    from trainer.release import init_keys
+    from publisher import init_keys
     r = init_keys(keys_dir, threshold, roots, force=force)
     click.echo(f"root v{r.version}: {threshold}-of-{roots} root keys, online key "
                f"{r.roles['manifest'].keyids[0][:16]}; expires {r.expires:%Y-%m-%d}. Ship "
@@ -248,7 +248,7 @@ def keys_rotate(keys_dir, online, rotate_root, threshold, roots, exports):
 
     Example: callmark keys rotate --dir var/keys --root --exports exports
     """
-    from trainer.release import rotate_keys, sync_keys
+    from publisher import rotate_keys, sync_keys
     r = rotate_keys(keys_dir, online=online, root=rotate_root, threshold=threshold, roots=roots)
     click.echo(f"root v{r.version}: {r.roles['root'].threshold}-of-{len(r.roles['root'].keyids)} root keys, "
                f"online key {r.roles['manifest'].keyids[0][:16]}; expires {r.expires:%Y-%m-%d}")

@@ -12,16 +12,14 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from callmark.manifest import (
-    DirFetcher, Manifest, TrustedState, Updater, download_verified, sign_envelope, snapshot_hash, utcnow,
-    verify_exports,
-)
+from callmark.manifest import Manifest, sign_envelope, snapshot_hash, utcnow
+from callmark.updater import DirFetcher, TrustedState, Updater, download_verified, verify_exports
 from callmark.manifest_errors import (
     BadSignatureError, ClientTooOldError, EndlessDataError, FreezeError, MixAndMatchError, ReleaseError,
     RollbackError, TamperedArtefactError, ThresholdError, UntrustedKeyError,
 )
-from tests.trainer.test_release_fakes import World, fake_delta_dir, fake_pack_dir
-from trainer import release as R
+from tests.publisher.test_release_fakes import World, fake_delta_dir, fake_pack_dir
+import publisher as R
 
 
 @pytest.fixture
@@ -92,7 +90,7 @@ def test_retired_online_key_is_untrusted_after_rotation(world):
 def test_root_needs_threshold_of_old_root_keys(world):
     store = R.KeyStore(world.keys)
     old = store.root()
-    new = R._make_root(2, store.role_keys("root"), 2, Ed25519PrivateKey.generate(), old.expires)
+    new = R.make_root(2, store.role_keys("root"), 2, Ed25519PrivateKey.generate(), old.expires)
     one_key = store.role_keys("root")[:1]
     # one root key signing three times still counts once (threshold is 2 distinct keys)
     env = sign_envelope(new.to_dict(), one_key)
@@ -234,7 +232,7 @@ def test_root_not_signed_by_the_old_root_is_rejected(world):
     """An attacker's self-signed root v2 (their own root + online keys) does not chain to v1."""
     evil = [Ed25519PrivateKey.generate() for _ in range(2)]
     store = R.KeyStore(world.keys)
-    new = R._make_root(2, evil, 2, Ed25519PrivateKey.generate(), store.root().expires)
+    new = R.make_root(2, evil, 2, Ed25519PrivateKey.generate(), store.root().expires)
     (world.ex / "root" / "2.root.json").write_text(json.dumps(sign_envelope(new.to_dict(), evil)))
     with pytest.raises(UntrustedKeyError, match="by root v1 keys"):
         world.client().refresh_root()
@@ -244,7 +242,7 @@ def test_new_root_must_be_signed_by_its_own_keys(world):
     """Old keys alone cannot hand trust to new keys that never signed (proves the new key holders exist)."""
     store = R.KeyStore(world.keys)
     new_keys = [Ed25519PrivateKey.generate() for _ in range(3)]
-    new = R._make_root(2, new_keys, 2, Ed25519PrivateKey.generate(), store.root().expires)
+    new = R.make_root(2, new_keys, 2, Ed25519PrivateKey.generate(), store.root().expires)
     env = sign_envelope(new.to_dict(), store.role_keys("root") + new_keys[:1])
     (world.ex / "root" / "2.root.json").write_text(json.dumps(env))
     with pytest.raises(ThresholdError, match="its own keys"):
@@ -283,7 +281,7 @@ def http_exports(world):
 def test_http_client_verifies_and_bounds_downloads(world, http_exports, tmp_path):
     from dataclasses import replace
 
-    from callmark.manifest import HttpFetcher
+    from callmark.updater import HttpFetcher
     u = Updater(TrustedState.bootstrap(world.ex / "root" / "1.root.json"), HttpFetcher(http_exports), "beta")
     m = u.refresh()
     assert m.version == 2

@@ -70,7 +70,7 @@ class World:
     """A keys dir (2-of-3 roots) and an exports dir with beta v1 and v2 published."""
 
     def __init__(self, tmp: Path, channel: str = "beta"):
-        from trainer import release as R
+        import publisher as R
         self.tmp, self.keys, self.ex, self.channel = Path(tmp), Path(tmp) / "keys", Path(tmp) / "exports", channel
         R.init_keys(self.keys, threshold=2, roots=3)
         self.p1 = fake_pack_dir(self.tmp, 1)
@@ -83,7 +83,8 @@ class World:
 
     def client(self, state_dir: Path | None = None, now=None, channel: str | None = None):
         """A fresh client trusting root v1 (as shipped in the app)."""
-        from callmark.manifest import DirFetcher, TrustedState, Updater, utcnow
+        from callmark.manifest import utcnow
+        from callmark.updater import DirFetcher, TrustedState, Updater
         st = TrustedState.bootstrap(self.ex / "root" / "1.root.json", state_dir)
         return Updater(st, DirFetcher(self.ex), channel or self.channel, now=now or utcnow)
 

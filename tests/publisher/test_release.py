@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
-from callmark.manifest import Root, device_bucket, in_rollout, utcnow, verify_exports
+from callmark.manifest import Root, device_bucket, in_rollout, keyid_of, utcnow
+from callmark.updater import verify_exports
 from callmark.manifest_errors import KeyStoreError, ReleaseError
-from tests.trainer.test_release_fakes import World, fake_delta_dir, fake_model_dir, fake_pack_dir
+from tests.publisher.test_release_fakes import World, fake_delta_dir, fake_model_dir, fake_pack_dir
 from tools.commands.release import COMMANDS
-from trainer import release as R
+import publisher as R
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_keys_init_writes_private_keys_0600_and_a_threshold_root(tmp_path):
 def test_rotation_needs_the_root_threshold(tmp_path):
     R.init_keys(tmp_path / "k", threshold=2, roots=3)
     store = R.KeyStore(tmp_path / "k")
-    store.retire([R.keyid_of(k) for k in store.role_keys("root")[:2]])   # only 1 of 3 root keys left
+    store.retire([keyid_of(k) for k in store.role_keys("root")[:2]])   # only 1 of 3 root keys left
     with pytest.raises(KeyStoreError, match="root private keys"):
         R.rotate_keys(tmp_path / "k")
 
@@ -213,7 +214,7 @@ def test_security_doc_names_only_real_tests():
     here = Path(__file__).resolve().parents[2]
     doc = (here / "docs" / "security.md").read_text()
     named = set(re.findall(r"`(test_\w+)`", doc))
-    code = "".join(p.read_text() for p in [*here.glob("tests/trainer/test_release*.py"),
+    code = "".join(p.read_text() for p in [*here.glob("tests/publisher/test_release*.py"),
                                            *here.glob("tests/callmark/test_manifest*.py")])
     defined = set(re.findall(r"^def (test_\w+)", code, re.M))
     assert len(named) >= 15 and named <= defined, named - defined

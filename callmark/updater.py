@@ -1,27 +1,34 @@
-"""Client half of callmark.manifest: trusted state, the updater, fetchers and exports verification.
+"""The client updater: trusted state, the fetchers, artefact checks and exports verification.
 
-Import these from ``callmark.manifest``; this module exists only to keep files short.
+It imports the manifest objects (`callmark.manifest`) and the layout (`callmark.exports`), never
+the other way round. Every fetcher derives from `Fetcher`, which enforces the metadata size limits
+(`callmark.exports.MAX_ROOT_BYTES`, `MAX_MANIFEST_BYTES`) once; artefacts are bounded by the
+length their manifest lists (`download_verified`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from callmark import exports as layout
+from callmark.exports import MAX_MANIFEST_BYTES, MAX_ROOT_BYTES
+from callmark.files import atomic_write, atomic_writer, file_sha256
 from callmark.manifest import (
-    CHUNK, CLIENT_FORMAT, MAX_MANIFEST_BYTES, MAX_ROOT_BYTES, ArtefactEntry, DeltaEntry, Manifest, Root,
-    _envelope_parts, canonical_json, download_verified, utcnow, verify_envelope, verify_file,
+    CLIENT_FORMAT, ArtefactEntry, DeltaEntry, Manifest, Root, canonical_json, envelope_parts, utcnow,
+    verify_envelope,
 )
 from callmark.manifest_errors import (
     ClientTooOldError, EndlessDataError, FreezeError, ManifestError, MetadataFormatError, MixAndMatchError,
-    RollbackError,
+    RollbackError, TamperedArtefactError,
 )
 
 MAX_ROOT_STEPS = 1024   # root versions walked in one refresh, at most
+CHUNK = 64 * 1024       # bytes per read when streaming artefacts
 
 
 def _parse(raw: bytes, what: str) -> dict:
@@ -29,20 +36,13 @@ def _parse(raw: bytes, what: str) -> dict:
         env = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise MetadataFormatError(f"{what}: not valid UTF-8 JSON ({e})") from None
-    _envelope_parts(env, what)
+    envelope_parts(env, what)
     return env
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def verify_root_update(trusted: Root, env: dict, expected_version: int, what: str = "root") -> Root:
     """Accept root ``expected_version`` only if signed by the old root's and its own threshold."""
-    signed, _ = _envelope_parts(env, what)
+    signed, _ = envelope_parts(env, what)
     new = Root.from_dict(signed)
     verify_envelope(env, trusted, "root", f"{what} (by root v{trusted.version} keys)")
     verify_envelope(env, new, "root", f"{what} (by its own keys)")
@@ -54,22 +54,48 @@ def verify_root_update(trusted: Root, env: dict, expected_version: int, what: st
 
 
 # ---------------------------------------------------------------- fetchers
-class DirFetcher:
+class Fetcher:
+    """Base of every fetcher: ``get`` enforces the size limit once, subclasses supply the bytes.
+
+    Subclasses implement ``read(path, limit)`` (at most ``limit`` bytes of the file, or None when
+    it does not exist) and ``iter(path)`` (the file in chunks, for artefacts)."""
+
+    def read(self, path: str, limit: int) -> bytes | None:
+        raise NotImplementedError
+
+    def iter(self, path: str) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def get(self, path: str, max_bytes: int) -> bytes | None:
+        """Whole file, or None if absent; EndlessDataError past ``max_bytes`` (reads one byte more)."""
+        data = self.read(path, max_bytes + 1)
+        if data is not None and len(data) > max_bytes:
+            raise EndlessDataError(f"{path}: longer than the {max_bytes} bytes allowed for metadata")
+        return data
+
+
+def read_bounded(chunks: Iterable[bytes], limit: int) -> bytes:
+    """Join ``chunks`` but stop once ``limit`` bytes are in (the rest is never read)."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        if len(buf) >= limit:
+            break
+    return bytes(buf[:limit])
+
+
+class DirFetcher(Fetcher):
     """Reads metadata and artefacts from an exports/ directory (or a mirror of it)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
-    def get(self, path: str, max_bytes: int) -> bytes | None:
-        """Whole file, or None if absent; EndlessDataError past ``max_bytes``."""
+    def read(self, path: str, limit: int) -> bytes | None:
         p = self.root / path
         if not p.is_file():
             return None
         with open(p, "rb") as f:
-            data = f.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise EndlessDataError(f"{path}: longer than the {max_bytes} bytes allowed for metadata")
-        return data
+            return f.read(limit)
 
     def iter(self, path: str) -> Iterator[bytes]:
         """The file's bytes in chunks."""
@@ -77,7 +103,7 @@ class DirFetcher:
             yield from iter(lambda: f.read(CHUNK), b"")
 
 
-class HttpFetcher:
+class HttpFetcher(Fetcher):
     """Reads metadata and artefacts over HTTP(S) from a server or CDN base URL."""
 
     def __init__(self, base_url: str, timeout: float = 10.0, session: Any = None):
@@ -86,24 +112,70 @@ class HttpFetcher:
         self.timeout = timeout  # seconds per request
         self.session = session or requests.Session()
 
-    def get(self, path: str, max_bytes: int) -> bytes | None:
-        """Whole body, or None on 404; EndlessDataError past ``max_bytes``."""
+    def read(self, path: str, limit: int) -> bytes | None:
         with self.session.get(self.base + path, stream=True, timeout=self.timeout) as r:
             if r.status_code == 404:
                 return None
             r.raise_for_status()
-            buf = bytearray()
-            for chunk in r.iter_content(CHUNK):
-                buf += chunk
-                if len(buf) > max_bytes:
-                    raise EndlessDataError(f"{path}: longer than the {max_bytes} bytes allowed for metadata")
-            return bytes(buf)
+            return read_bounded(r.iter_content(CHUNK), limit)
 
     def iter(self, path: str) -> Iterator[bytes]:
         """The body in chunks (the caller stops reading at the listed length)."""
         with self.session.get(self.base + path, stream=True, timeout=self.timeout) as r:
             r.raise_for_status()
             yield from r.iter_content(CHUNK)
+
+
+# ---------------------------------------------------------------- artefact checks
+def download_verified(fetch_iter: Iterable[bytes], entry: ArtefactEntry, dest: str | os.PathLike) -> Path:
+    """Stream ``fetch_iter`` into ``dest``; stop past ``entry.length``; check the SHA-256.
+
+    Raises EndlessDataError if the source offers more bytes than listed (reading at most one chunk
+    beyond the length), TamperedArtefactError on a short file or a hash mismatch. ``dest`` is only
+    written (atomically) once everything checks out.
+    """
+    dest = Path(dest)
+    h, total = hashlib.sha256(), 0
+    it: Iterator[bytes] = iter(fetch_iter)
+    try:
+        with atomic_writer(dest) as f:   # removed again unless every check passes
+            while total < entry.length:
+                chunk = next(it, b"")
+                if not chunk:
+                    break
+                if total + len(chunk) > entry.length:
+                    raise EndlessDataError(f"{entry.path}: source sent more than the {entry.length} bytes listed")
+                h.update(chunk)
+                f.write(chunk)
+                total += len(chunk)
+            if total == entry.length:
+                extra = next(it, b"")   # one look past the end: an honest source is exhausted
+                if extra:
+                    raise EndlessDataError(f"{entry.path}: source sent more than the {entry.length} bytes listed")
+            if total < entry.length:
+                raise TamperedArtefactError(f"{entry.path}: got {total} bytes, manifest lists {entry.length}")
+            if h.hexdigest() != entry.sha256:
+                raise TamperedArtefactError(f"{entry.path}: SHA-256 {h.hexdigest()[:16]}… differs from the "
+                                            f"manifest's {entry.sha256[:16]}…")
+        return dest
+    finally:
+        close = getattr(it, "close", None)
+        if close:
+            close()
+
+
+def verify_file(entry: ArtefactEntry, path: str | os.PathLike) -> None:
+    """Check a file on disk against its entry: exact length, then SHA-256 (TamperedArtefactError)."""
+    p = Path(path)
+    if not p.is_file():
+        raise TamperedArtefactError(f"{entry.path}: missing (looked at {p})")
+    size = p.stat().st_size
+    if size != entry.length:
+        raise TamperedArtefactError(f"{entry.path}: {size} bytes on disk, manifest lists {entry.length}")
+    sha, _ = file_sha256(p)
+    if sha != entry.sha256:
+        raise TamperedArtefactError(f"{entry.path}: SHA-256 {sha[:16]}… differs from the "
+                                    f"manifest's {entry.sha256[:16]}…")
 
 
 # ---------------------------------------------------------------- trusted state
@@ -116,7 +188,7 @@ class TrustedState:
     def __init__(self, root_env: dict, manifests: dict[str, dict] | None = None,
                  state_dir: str | os.PathLike | None = None):
         self.root_env = root_env
-        self.root = Root.from_dict(_envelope_parts(root_env, "trusted root")[0])
+        self.root = Root.from_dict(envelope_parts(root_env, "trusted root")[0])
         self.manifests: dict[str, dict] = dict(manifests or {})
         self.state_dir = Path(state_dir) if state_dir else None
 
@@ -129,7 +201,7 @@ class TrustedState:
         else:
             raw = initial_root if isinstance(initial_root, bytes) else Path(initial_root).read_bytes()
             env = _parse(raw, "initial root")
-        root = Root.from_dict(_envelope_parts(env, "initial root")[0])
+        root = Root.from_dict(envelope_parts(env, "initial root")[0])
         verify_envelope(env, root, "root", "initial root")
         st = cls(env, None, state_dir)
         st.save()
@@ -151,9 +223,9 @@ class TrustedState:
         """Persist (atomically) when a state dir is set."""
         if self.state_dir is None:
             return
-        _atomic_write(self.state_dir / "root.json", canonical_json(self.root_env))
+        atomic_write(self.state_dir / "root.json", canonical_json(self.root_env))
         for ch, env in self.manifests.items():
-            _atomic_write(self.state_dir / "channels" / f"{ch}.json", canonical_json(env))
+            atomic_write(self.state_dir / "channels" / f"{ch}.json", canonical_json(env))
 
     def set_root(self, env: dict, root: Root) -> None:
         """Trust a newly verified root; forget manifests if the online keys changed (TUF 5.3.11)."""
@@ -183,7 +255,7 @@ class Updater:
         """Walk root/<v+1>.root.json while present; each must be signed by old and new root keys."""
         for _ in range(MAX_ROOT_STEPS):
             v = self.state.root.version + 1
-            where = f"root/{v}.root.json"
+            where = layout.root_path(v)
             raw = self.fetcher.get(where, MAX_ROOT_BYTES)
             if raw is None:
                 break
@@ -198,7 +270,7 @@ class Updater:
     def refresh(self) -> Manifest:
         """Refresh the root chain, then fetch and accept the channel's current manifest."""
         self.refresh_root()
-        where = f"channels/{self.channel}/manifest.json"
+        where = layout.manifest_path(self.channel)
         raw = self.fetcher.get(where, MAX_MANIFEST_BYTES)
         if raw is None:
             raise ManifestError(f"{where}: not found (is the channel name right?)")
@@ -206,7 +278,7 @@ class Updater:
 
     def accept_manifest(self, env: dict, what: str = "manifest") -> Manifest:
         """Verify a manifest envelope against the trusted root and state; remember it."""
-        signed, _ = _envelope_parts(env, what)
+        signed, _ = envelope_parts(env, what)
         verify_envelope(env, self.state.root, "manifest", what)
         m = Manifest.from_dict(signed)
         if m.channel != self.channel:
@@ -298,15 +370,12 @@ class ExportsReport:
         self.problems.append(f"{type(e).__name__}: {e}")
 
 
-_VERSIONED = re.compile(r"^(\d+)\.manifest\.json$")
-
-
 def verify_exports(exports_dir: str | os.PathLike, trusted_root: str | os.PathLike | None = None,
                    now: Callable[[], datetime] = utcnow) -> ExportsReport:
     """Check an exports/ tree from the root of trust: root chain, channels, every artefact."""
     ex = Path(exports_dir)
     rep = ExportsReport()
-    root_path = Path(trusted_root) if trusted_root else ex / "root" / "1.root.json"
+    root_path = Path(trusted_root) if trusted_root else ex / layout.root_path(1)
     fetcher = DirFetcher(ex)
     try:
         if not root_path.is_file():
@@ -319,7 +388,7 @@ def verify_exports(exports_dir: str | os.PathLike, trusted_root: str | os.PathLi
         return rep
     rep.root_version = state.root.version
     try:
-        top = _parse((ex / "root.json").read_bytes(), "root.json")
+        top = _parse((ex / layout.ROOT_FILE).read_bytes(), layout.ROOT_FILE)
         tv, cv = top["signed"].get("version"), state.root.version
         if not isinstance(tv, int) or tv > cv:
             raise MetadataFormatError(f"root.json is version {tv} but the root/ chain ends at version {cv} "
@@ -330,7 +399,7 @@ def verify_exports(exports_dir: str | os.PathLike, trusted_root: str | os.PathLi
             raise MixAndMatchError(f"root.json differs from root/{cv}.root.json (published with other keys?)")
     except (ManifestError, OSError) as e:
         rep.add(e)
-    chan_dir = ex / "channels"
+    chan_dir = ex / layout.CHANNELS_DIR
     for cdir in sorted(p for p in chan_dir.iterdir() if p.is_dir()) if chan_dir.is_dir() else []:
         try:
             m = Updater(state, fetcher, channel=cdir.name, now=now).refresh()
@@ -339,12 +408,12 @@ def verify_exports(exports_dir: str | os.PathLike, trusted_root: str | os.PathLi
             continue
         rep.channels[cdir.name] = m.version
         for p in cdir.iterdir():
-            mt = _VERSIONED.match(p.name)
-            if not mt:
+            pv = layout.versioned_manifest(p.name)
+            if pv is None:
                 continue
             try:
                 v = _parse(p.read_bytes(), str(p.relative_to(ex)))["signed"].get("version")
-                if v != int(mt.group(1)):
+                if v != pv:
                     raise MetadataFormatError(f"{p.relative_to(ex)}: holds version {v}")
                 if v > m.version:
                     raise RollbackError(f"channels/{cdir.name}/manifest.json is v{m.version} but "

@@ -1,282 +1,74 @@
-"""Signed releases: keys, publish, staged rollout, promote, rollback, history and retention.
+"""Signed releases: publish, staged rollout, promote, rollback, re-sign, history and retention (gc).
 
-Layout written under ``exports/`` is pinned in docs/interfaces.md ("Exports"). The keys directory
-(default ``./var/keys``) holds demo keys only: in production the ``root-*.pem`` files live on an
-offline machine, ``callmark keys rotate`` runs there, and only ``root/<v>.root.json`` and the online
-key travel to the publishing host (see docs/security.md).
+The exports/ layout it writes is `callmark/exports.py` (docs/interfaces.md, "Exports"); the keys
+it signs with live in a keys directory (`publisher/keys.py`). No TensorFlow, and never `server/`:
+the CLI and the server's HTTP admin endpoints both call these functions in-process.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import re
 import shutil
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from callmark import exports as layout
+from callmark.exports import channel_versions, channels
+from callmark.files import atomic_write, atomic_writer, file_sha256
 from callmark.manifest import (
-    CLIENT_FORMAT, ArtefactEntry, DeltaEntry, Manifest, ModelEntry, PackEntry, Role, Root, canonical_json,
-    format_time, keyid_of, public_key_dict, sign_envelope, utcnow, verify_envelope, verify_file,
+    CLIENT_FORMAT, ArtefactEntry, DeltaEntry, Manifest, ModelEntry, PackEntry, Root, canonical_json,
+    format_time, keyid_of, sign_envelope, utcnow, verify_envelope,
 )
-from callmark.manifest_errors import KeyStoreError, ManifestError, ReleaseError
+from callmark.manifest_errors import ManifestError, ReleaseError
+from callmark.updater import verify_file
+from publisher.keys import KeyStore
+from publisher.metadata import MANIFEST_EXPIRES_DAYS, locked, read_json, write_metadata
 
-MANIFEST_EXPIRES_DAYS = 7      # days a manifest stays valid (re-sign with `callmark resign` before)
-ROOT_EXPIRES_DAYS = 365        # days a root stays valid (renew with `callmark keys rotate --no-online`)
 DEFAULT_HINTS = {"min_poll_seconds": 3600, "full_resync_after_deltas": 40}
-KEYS_README = """DEMO KEYS - NOT FOR PRODUCTION
-root-*.pem are the offline root keys (m-of-n). In production they never touch a networked machine:
-generate and rotate them on an offline host, copy only root/<version>.root.json and online-*.pem to
-the publishing host. online-*.pem signs channel manifests (short expiry).
-"""
-
-
-# ---------------------------------------------------------------- small helpers
-def _sha256_file(path: Path) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-
-
-def _atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode if mode is not None else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _dump(env: dict) -> bytes:
-    return (json.dumps(env, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ReleaseError(f"{what}: {path} not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReleaseError(f"{what}: {path} is not valid JSON ({e})") from None
-
-
-@contextlib.contextmanager
-def _locked(exports: Path) -> Iterator[None]:
-    """One writer at a time per exports dir."""
-    exports.mkdir(parents=True, exist_ok=True)
-    with open(exports / ".release.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-# ---------------------------------------------------------------- keys
-class KeyStore:
-    """A keys directory: private keys (*.pem, 0600), and the signed root chain root/<v>.root.json."""
-
-    def __init__(self, keys_dir: str | os.PathLike):
-        self.dir = Path(keys_dir)
-
-    def root_versions(self) -> list[int]:
-        """Root versions present, ascending."""
-        return sorted(int(p.name.split(".")[0]) for p in (self.dir / "root").glob("*.root.json")
-                      if p.name.split(".")[0].isdigit())
-
-    def root_env(self, version: int | None = None) -> dict:
-        """The signed root metadata (latest by default)."""
-        vs = self.root_versions()
-        if not vs:
-            raise KeyStoreError(f"{self.dir}: no root metadata; run `callmark keys init --dir {self.dir}`")
-        return _read_json(self.dir / "root" / f"{version or vs[-1]}.root.json", "root metadata")
-
-    def root(self) -> Root:
-        """The latest root, parsed."""
-        return Root.from_dict(self.root_env()["signed"])
-
-    def private_keys(self) -> dict[str, Ed25519PrivateKey]:
-        """Every private key in the directory (not retired), by keyid."""
-        out = {}
-        for p in sorted(self.dir.glob("*.pem")):
-            try:
-                k = serialization.load_pem_private_key(p.read_bytes(), password=None)
-            except (ValueError, TypeError) as e:
-                raise KeyStoreError(f"{p}: not an unencrypted PEM private key ({e})") from None
-            if not isinstance(k, Ed25519PrivateKey):
-                raise KeyStoreError(f"{p}: not an Ed25519 key")
-            out[keyid_of(k)] = k
-        return out
-
-    def role_keys(self, role: str, root: Root | None = None) -> list[Ed25519PrivateKey]:
-        """Private keys present for ``role`` of ``root`` (latest by default)."""
-        root = root or self.root()
-        have = self.private_keys()
-        return [have[k] for k in root.roles[role].keyids if k in have]
-
-    def online_key(self) -> Ed25519PrivateKey:
-        """The online key that signs manifests."""
-        keys = self.role_keys("manifest")
-        if not keys:
-            raise KeyStoreError(f"{self.dir}: the online (manifest) private key named by the latest root "
-                                "is missing; copy online-*.pem here or `callmark keys rotate`")
-        return keys[0]
-
-    def write_key(self, role: str, key: Ed25519PrivateKey) -> Path:
-        """Store a private key as <role>-<keyid16>.pem with mode 0600."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        p = self.dir / f"{role}-{keyid_of(key)[:16]}.pem"
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        _atomic_write(p, pem, 0o600)
-        os.chmod(p, 0o600)
-        return p
-
-    def retire(self, keyids: Iterable[str]) -> None:
-        """Move private keys out of use (into retired/)."""
-        (self.dir / "retired").mkdir(exist_ok=True, mode=0o700)
-        for p in self.dir.glob("*.pem"):
-            k = serialization.load_pem_private_key(p.read_bytes(), password=None)
-            if keyid_of(k) in set(keyids):
-                os.replace(p, self.dir / "retired" / p.name)
-
-
-def _make_root(version: int, root_keys: list, threshold: int, online: Ed25519PrivateKey,
-               expires: datetime) -> Root:
-    keys = {keyid_of(k): public_key_dict(k) for k in [*root_keys, online]}
-    return Root(version, expires, keys, {
-        "root": Role(tuple(sorted(keyid_of(k) for k in root_keys)), threshold),
-        "manifest": Role((keyid_of(online),), 1)})
-
-
-def init_keys(keys_dir: str | os.PathLike, threshold: int = 2, roots: int = 3,
-              expires_days: int = ROOT_EXPIRES_DAYS, force: bool = False, now: datetime | None = None) -> Root:
-    """Create ``roots`` root keys (``threshold`` must sign), one online key, and root v1."""
-    if not 1 <= threshold <= roots:
-        raise KeyStoreError(f"threshold {threshold} must be within 1..roots ({roots})")
-    store = KeyStore(keys_dir)
-    if store.root_versions() and not force:
-        raise KeyStoreError(f"{store.dir} already holds keys; use `callmark keys rotate` (or --force to replace)")
-    if force:   # remove only what init writes, never a whole directory passed by mistake
-        for p in [*store.dir.glob("*.pem"), *store.dir.glob("retired/*.pem"), *store.dir.glob("root/*.root.json")]:
-            p.unlink()
-    rkeys = [Ed25519PrivateKey.generate() for _ in range(roots)]
-    online = Ed25519PrivateKey.generate()
-    for k in rkeys:
-        store.write_key("root", k)
-    store.write_key("online", online)
-    (store.dir / "README.txt").write_text(KEYS_README)
-    expires = (now or utcnow()).replace(microsecond=0) + timedelta(days=expires_days)
-    root = _make_root(1, rkeys, threshold, online, expires)
-    _atomic_write(store.dir / "root" / "1.root.json", _dump(sign_envelope(root.to_dict(), rkeys)))
-    return root
-
-
-def rotate_keys(keys_dir: str | os.PathLike, online: bool = True, root: bool = False,
-                threshold: int | None = None, roots: int | None = None,
-                expires_days: int = ROOT_EXPIRES_DAYS, now: datetime | None = None) -> Root:
-    """Write root v+1: new online key and/or new root keys, signed by the old and the new root keys.
-
-    With neither ``online`` nor ``root`` it only renews the root's expiry. Clients follow the
-    chain root/<v>.root.json, so no app reinstall is needed.
-    """
-    store = KeyStore(keys_dir)
-    old = store.root()
-    old_keys = store.role_keys("root", old)
-    if len(old_keys) < old.roles["root"].threshold:
-        raise KeyStoreError(f"{store.dir}: only {len(old_keys)} of the {old.roles['root'].threshold} root "
-                            "private keys needed to sign a new root are here")
-    new_roots, retired = old_keys, []
-    if root:
-        new_roots = [Ed25519PrivateKey.generate() for _ in range(roots or len(old.roles["root"].keyids))]
-        for k in new_roots:
-            store.write_key("root", k)
-        retired += [keyid_of(k) for k in old_keys]
-    thr = threshold or min(old.roles["root"].threshold, len(new_roots))
-    if not 1 <= thr <= len(new_roots):
-        raise KeyStoreError(f"threshold {thr} must be within 1..{len(new_roots)}")
-    on = store.online_key()
-    if online:
-        retired.append(keyid_of(on))
-        on = Ed25519PrivateKey.generate()
-        store.write_key("online", on)
-    new = _make_root(old.version + 1, new_roots, thr, on,
-                     (now or utcnow()).replace(microsecond=0) + timedelta(days=expires_days))
-    env = sign_envelope(new.to_dict(), [*old_keys, *new_roots])
-    verify_envelope(env, old, "root", "new root")   # sanity: the chain step a client will check
-    verify_envelope(env, new, "root", "new root")
-    _atomic_write(store.dir / "root" / f"{new.version}.root.json", _dump(env))
-    store.retire(retired)
-    return new
 
 
 # ---------------------------------------------------------------- exports state
-def _artefact_name(sha: str, name: str) -> str:
-    return f"artefacts/{sha[:16]}-{re.sub(r'[^A-Za-z0-9._-]', '_', Path(name).name)}"
-
-
 def _store_artefact(exports: Path, src: Path, name: str, what: str) -> ArtefactEntry:
     """Copy ``src`` to its content-addressed path (idempotent) and describe it."""
     if not src.is_file():
         raise ReleaseError(f"{what}: file {src} not found")
-    sha, length = _sha256_file(src)
-    rel = _artefact_name(sha, name)
+    sha, length = file_sha256(src)
+    rel = layout.artefact_path(sha, name)
     dst = exports / rel
     if dst.exists():
-        if _sha256_file(dst) != (sha, length):
+        if file_sha256(dst) != (sha, length):
             raise ReleaseError(f"{rel} exists with different content: exports/ was tampered with; "
                                "run `callmark verify` and remove the file")
     else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        with open(src, "rb") as fin, atomic_writer(dst) as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
     return ArtefactEntry(rel, length, sha, Path(name).name)
-
-
-def channel_versions(exports: str | os.PathLike, channel: str) -> list[int]:
-    """Manifest versions published in a channel, ascending."""
-    d = Path(exports) / "channels" / channel
-    return sorted(int(m.group(1)) for p in d.glob("*.manifest.json")
-                  if (m := re.match(r"^(\d+)\.manifest\.json$", p.name)))
 
 
 def load_manifest(exports: str | os.PathLike, channel: str, version: int | None = None) -> Manifest | None:
     """A channel's manifest (current by default; None if the channel is empty). Not verified."""
-    d = Path(exports) / "channels" / channel
-    p = d / (f"{version}.manifest.json" if version else "manifest.json")
+    p = Path(exports) / layout.manifest_path(channel, version)
     if not p.is_file():
         if version:
             have = channel_versions(exports, channel)
             raise ReleaseError(f"channel {channel} has no version {version} (have {have})")
         return None
     try:
-        return Manifest.from_dict(_read_json(p, f"{channel} manifest")["signed"])
+        return Manifest.from_dict(read_json(p, f"{channel} manifest")["signed"])
     except (ManifestError, KeyError, TypeError) as e:
         raise ReleaseError(f"{p}: unreadable manifest ({e})") from None
 
 
-def channels(exports: str | os.PathLike) -> list[str]:
-    """Channels that have a current manifest."""
-    d = Path(exports) / "channels"
-    return sorted(p.parent.name for p in d.glob("*/manifest.json")) if d.is_dir() else []
-
-
 def _append_history(exports: Path, rec: dict) -> None:
-    with open(exports / "history.jsonl", "a", encoding="utf-8") as f:
+    with open(exports / layout.HISTORY_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def history(exports: str | os.PathLike, channel: str | None = None) -> list[dict]:
     """Every publish / promote / rollback / rollout / resign / gc record, oldest first."""
-    p = Path(exports) / "history.jsonl"
+    p = Path(exports) / layout.HISTORY_FILE
     if not p.is_file():
         return []
     out = []
@@ -294,25 +86,24 @@ def history(exports: str | os.PathLike, channel: str | None = None) -> list[dict
 def _sync_root(exports: Path, store: KeyStore, now: datetime, skip: str | None = None) -> None:
     """Copy the root chain into exports/; re-sign channels still signed by a retired online key."""
     latest = store.root_env()
-    published = [int(p.name.split(".")[0]) for p in (exports / "root").glob("*.root.json")
-                 if p.name.split(".")[0].isdigit()]
+    published = layout.root_versions(exports)
     if published and max(published) > store.root_versions()[-1]:
-        raise ReleaseError(f"{exports}/root has version {max(published)} but {store.dir} only "
+        raise ReleaseError(f"{exports}/{layout.ROOT_DIR} has version {max(published)} but {store.dir} only "
                            f"{store.root_versions()[-1]}: publish with the current keys directory")
     for v in store.root_versions():
-        src = store.dir / "root" / f"{v}.root.json"
-        dst = exports / "root" / f"{v}.root.json"
+        src = store.dir / layout.root_path(v)
+        dst = exports / layout.root_path(v)
         if dst.exists():
             if canonical_json(json.loads(dst.read_bytes())) != canonical_json(json.loads(src.read_bytes())):
                 raise ReleaseError(f"{dst} differs from {src}: this exports dir was signed with other keys")
         else:
-            _atomic_write(dst, src.read_bytes())
-    _atomic_write(exports / "root.json", _dump(latest))
+            atomic_write(dst, src.read_bytes())
+    write_metadata(exports / layout.ROOT_FILE, latest)
     online = keyid_of(store.online_key())
     for ch in channels(exports):
         if ch == skip:
             continue
-        env = _read_json(exports / "channels" / ch / "manifest.json", f"{ch} manifest")
+        env = read_json(exports / layout.manifest_path(ch), f"{ch} manifest")
         if online not in {s.get("keyid") for s in env.get("signatures", [])}:
             _resign_one(exports, store, ch, now, MANIFEST_EXPIRES_DAYS, "online key rotated")
 
@@ -322,9 +113,8 @@ def _write_manifest(exports: Path, store: KeyStore, m: Manifest, rec: dict) -> M
     m = Manifest.from_dict(signed)
     m.check_consistency(signed)
     env = sign_envelope(signed, [store.online_key()])
-    d = exports / "channels" / m.channel
-    _atomic_write(d / f"{m.version}.manifest.json", _dump(env))
-    _atomic_write(d / "manifest.json", _dump(env))
+    write_metadata(exports / layout.manifest_path(m.channel, m.version), env)
+    write_metadata(exports / layout.manifest_path(m.channel), env)
     _append_history(exports, {"ts": m.created, "channel": m.channel, "version": m.version,
                               "release": m.release, "snapshot": m.snapshot,
                               "packs": {p.name: p.version for p in m.packs},
@@ -371,7 +161,7 @@ def _with_rollout(new: ModelEntry | None, prev: ModelEntry | None, percent: floa
 
 # ---------------------------------------------------------------- inputs
 def _pack_entries(exports: Path, pack_dir: Path) -> list[PackEntry]:
-    idx = _read_json(pack_dir / "index.json", "pack index")
+    idx = read_json(pack_dir / "index.json", "pack index")
     if idx.get("format") != 1 or not isinstance(idx.get("packs"), list):
         raise ReleaseError(f"{pack_dir}/index.json: expected format 1 with a 'packs' list")
     out = []
@@ -394,7 +184,7 @@ def _delta_entries(exports: Path, delta_dirs: Iterable, packs: list[PackEntry]) 
     by_name = {p.name: p for p in packs}
     out = []
     for dd in map(Path, delta_dirs or ()):
-        idx = _read_json(dd / "index.json", "delta index")
+        idx = read_json(dd / "index.json", "delta index")
         try:
             for x in idx["deltas"]:
                 a = _store_artefact(exports, dd / x["file"], x["file"], f"delta {x['name']}")
@@ -418,8 +208,8 @@ def _model_entry(exports: Path, model_dir: Path) -> ModelEntry:
     for need in ("model.tflite", "contract.json", "test_vectors.json"):
         if not (model_dir / need).is_file():
             raise ReleaseError(f"model dir {model_dir} lacks {need}")
-    contract = _read_json(model_dir / "contract.json", "model contract")
-    vectors = _read_json(model_dir / "test_vectors.json", "model test vectors")
+    contract = read_json(model_dir / "contract.json", "model contract")
+    vectors = read_json(model_dir / "test_vectors.json", "model test vectors")
     if not isinstance(contract, dict):
         raise ReleaseError(f"{model_dir}/contract.json must be a JSON object")
     main = _store_artefact(exports, model_dir / "model.tflite", "model.tflite", "model")
@@ -440,7 +230,7 @@ def publish_release(exports_dir, pack_dir, delta_dirs, model_dir, channel: str, 
     (default 100) of devices, the rest keep the previous model; the same model keeps its rollout.
     """
     exports, store, now = Path(exports_dir), KeyStore(keys_dir), (now or utcnow()).replace(microsecond=0)
-    with _locked(exports):
+    with locked(exports):
         _sync_root(exports, store, now, skip=channel)
         prev = _verified(exports, store, channel) if load_manifest(exports, channel) else None
         if pack_dir is not None:
@@ -463,11 +253,11 @@ def publish_release(exports_dir, pack_dir, delta_dirs, model_dir, channel: str, 
 def _verified(exports: Path, store: KeyStore, channel: str, version: int | None = None) -> Manifest:
     """A channel manifest we are about to build on, checked like a client would (any root of the chain
     may have signed it: it can predate a key rotation), with every artefact present and intact."""
-    p = exports / "channels" / channel / (f"{version}.manifest.json" if version else "manifest.json")
+    p = exports / layout.manifest_path(channel, version)
     if version and not p.is_file():
         have = channel_versions(exports, channel)
         raise ReleaseError(f"channel {channel} has no version {version} (have {have})")
-    env = _read_json(p, f"{channel} manifest")
+    env = read_json(p, f"{channel} manifest")
     try:
         err: ManifestError | None = None
         for v in reversed(store.root_versions()):
@@ -494,7 +284,7 @@ def promote(exports_dir, keys_dir, from_channel: str = "beta", to_channel: str =
             now: datetime | None = None) -> Manifest:
     """Publish ``from_channel``'s current release as the next version of ``to_channel``."""
     exports, store, now = Path(exports_dir), KeyStore(keys_dir), (now or utcnow()).replace(microsecond=0)
-    with _locked(exports):
+    with locked(exports):
         _sync_root(exports, store, now)
         src = _verified(exports, store, from_channel)
         dst = load_manifest(exports, to_channel)
@@ -508,7 +298,7 @@ def set_rollout(exports_dir, keys_dir, channel: str, percent: float,
                 expires_days: float = MANIFEST_EXPIRES_DAYS, now: datetime | None = None) -> Manifest:
     """New version of ``channel`` whose model goes to ``percent`` % of devices (0 halts it)."""
     exports, store, now = Path(exports_dir), KeyStore(keys_dir), (now or utcnow()).replace(microsecond=0)
-    with _locked(exports):
+    with locked(exports):
         _sync_root(exports, store, now)
         cur = _verified(exports, store, channel)
         if cur.model is None:
@@ -525,7 +315,7 @@ def rollback(exports_dir, keys_dir, channel: str, to_version: int | None = None,
     ``to_version`` defaults to the newest earlier version whose artefacts differ from the current.
     """
     exports, store, now = Path(exports_dir), KeyStore(keys_dir), (now or utcnow()).replace(microsecond=0)
-    with _locked(exports):
+    with locked(exports):
         _sync_root(exports, store, now)
         cur = load_manifest(exports, channel)
         if cur is None:
@@ -557,7 +347,7 @@ def resign(exports_dir, keys_dir, channels_: Iterable[str] | None = None,
            expires_days: float = MANIFEST_EXPIRES_DAYS, now: datetime | None = None) -> list[Manifest]:
     """Re-sign channels' current releases as new versions with a fresh expiry (run daily)."""
     exports, store, now = Path(exports_dir), KeyStore(keys_dir), (now or utcnow()).replace(microsecond=0)
-    with _locked(exports):
+    with locked(exports):
         _sync_root(exports, store, now)
         return [_resign_one(exports, store, ch, now, expires_days, "refresh expiry")
                 for ch in (list(channels_) if channels_ else channels(exports))]
@@ -571,7 +361,7 @@ def collect_garbage(exports_dir, window_versions: int = 5, window_days: float = 
     by a channel's last ``window_versions`` versions or by versions created in the last ``window_days``.
     """
     exports, now = Path(exports_dir), now or utcnow()
-    with _locked(exports):
+    with locked(exports):
         live: set[str] = set()
         for ch in channels(exports):
             cur = load_manifest(exports, ch)
@@ -582,8 +372,9 @@ def collect_garbage(exports_dir, window_versions: int = 5, window_days: float = 
                 if v > cur.version - window_versions or recent:
                     live.update(a.path for a in m.artefacts())
         deleted, freed = [], 0
-        for p in sorted((exports / "artefacts").glob("*")) if (exports / "artefacts").is_dir() else []:
-            rel = f"artefacts/{p.name}"
+        art = exports / layout.ARTEFACTS_DIR
+        for p in sorted(art.glob("*")) if art.is_dir() else []:
+            rel = f"{layout.ARTEFACTS_DIR}/{p.name}"
             if p.is_file() and rel not in live and not p.name.endswith(".tmp"):
                 deleted.append(rel)
                 freed += p.stat().st_size
@@ -598,5 +389,5 @@ def collect_garbage(exports_dir, window_versions: int = 5, window_days: float = 
 def sync_keys(exports_dir, keys_dir, now: datetime | None = None) -> None:
     """Publish the keys dir's root chain to exports/ and re-sign channels signed by a retired key."""
     exports = Path(exports_dir)
-    with _locked(exports):
+    with locked(exports):
         _sync_root(exports, KeyStore(keys_dir), now or utcnow())
