@@ -22,7 +22,7 @@ def _tmp_for(path: Path) -> Path:
 def fsync_dir(directory: str | os.PathLike) -> None:
     """fsync a directory so that a rename inside it survives a power cut (no-op where unsupported)."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(directory or ".", os.O_RDONLY)
     except OSError:
         return
     try:

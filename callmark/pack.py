@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from callmark.files import commit_file
 from callmark.labels import (  # noqa: F401  (re-exported API)
     FLAG_APPEAL_SUPPRESSED, FLAG_MODEL, FLAG_RANGE, FLAG_VERIFIED,
 )
@@ -249,19 +250,6 @@ class PackReader:
 
 # ---------------------------------------------------------------- atomic replacement
 
-def _fsync_dir(d: str):
-    try:
-        fd = os.open(d or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _temp_path(final: str) -> str:
     d, base = os.path.split(os.path.abspath(final))
     for stale in glob.glob(os.path.join(d, f".{glob.escape(base)}.tmp-*")):
@@ -283,16 +271,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _commit_file(tmp: str, final: str):
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    _fsync_dir(os.path.dirname(os.path.abspath(final)))
 
 
 def _discard(tmp: str):
@@ -336,7 +314,7 @@ def expand_wire(wire_path: str, sqlite_path: str, expected_sha256: str | None = 
     try:
         _discard(tmp)
         write_pack_sqlite(tmp, t, meta, cats)
-        _commit_file(tmp, sqlite_path)
+        commit_file(tmp, sqlite_path)
     except BaseException:
         _discard(tmp)
         raise
@@ -437,7 +415,7 @@ def apply_delta(pack_path: str, delta_blob_path: str, expected_state_hash: str |
             con.execute("COMMIT")
         finally:
             con.close()
-        _commit_file(tmp, pack_path)
+        commit_file(tmp, pack_path)
     except BaseException:
         _discard(tmp)
         raise

@@ -207,11 +207,16 @@ class TrustedState:
         st.save()
         return st
 
+    @staticmethod
+    def exists(state_dir: str | os.PathLike) -> bool:
+        """True when ``state_dir`` already holds a trusted root."""
+        return (Path(state_dir) / "root.json").is_file()
+
     @classmethod
     def open(cls, state_dir: str | os.PathLike, initial_root: Any = None) -> "TrustedState":
         """Load saved state from ``state_dir``, or bootstrap it from ``initial_root``."""
         d = Path(state_dir)
-        if not (d / "root.json").is_file():
+        if not cls.exists(d):
             if initial_root is None:
                 raise ManifestError(f"{d}: no trusted state yet; pass the initial root.json shipped with the app")
             return cls.bootstrap(initial_root, d)

@@ -9,7 +9,8 @@ from flask_limiter import Limiter
 from flask_smorest import Api
 
 from server import metrics, ratelimit  # noqa: F401 (registers callmark-memory://)
-from server.api import admin, appeals, devices, lookup, ops, sync, tags
+from server.api import (admin_appeals, admin_audit, admin_keys, admin_labels, admin_releases, admin_verified,
+                        appeals, devices, lookup, ops, sync, tags)
 from server.config import Config
 from server.errors import register_error_handlers
 from server.exports import Exports
@@ -61,7 +62,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
                         "description": "token from POST /v1/devices"})
     api.spec.components.security_scheme(
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
-    for mod in (sync, devices, tags, lookup, appeals, admin, ops):
+    for mod in (sync, devices, tags, lookup, appeals, admin_keys, admin_appeals, admin_verified, admin_labels,
+                admin_releases, admin_audit, ops):
         blp = mod.make_blueprint(c)
         if mod is ops:
             limiter.exempt(blp)

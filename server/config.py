@@ -53,8 +53,9 @@ class Config:
     sqlite_synchronous: str = "FULL"        # CALLMARK_SQLITE_SYNCHRONOUS: FULL (power-safe) | NORMAL
     busy_timeout_ms: int = 10000            # CALLMARK_BUSY_TIMEOUT_MS: wait for the write lock
     metrics_enabled: bool = True            # CALLMARK_METRICS_ENABLED: serve /metrics
-    release_command: str = ""               # CALLMARK_RELEASE_COMMAND: e.g. "callmark"; enables
-                                            #   promote/rollback over HTTP via that CLI
+    keys_dir: str = ""                      # CALLMARK_KEYS_DIR: signing keys for publish/promote/
+                                            #   rollback over HTTP (the CLI's --keys); empty =
+                                            #   <data_dir>/keys; never inside exports_dir
     extra: dict = field(default_factory=dict)  # free-form, not read from env
 
     def __post_init__(self) -> None:
@@ -76,6 +77,10 @@ class Config:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 1 <= self.lookup_min_prefix <= self.lookup_max_prefix <= 64:
             raise ConfigError("need 1 <= lookup_min_prefix <= lookup_max_prefix <= 64")
+        keys, exports = self.keys_path.resolve(), self.exports_path.resolve()
+        if keys == exports or exports in keys.parents:
+            raise ConfigError(f"keys_dir {self.keys_path} lies inside exports_dir {self.exports_path}: the "
+                              "exports are public; set CALLMARK_KEYS_DIR to a private directory")
 
     @property
     def data_path(self) -> Path:
@@ -84,6 +89,11 @@ class Config:
     @property
     def exports_path(self) -> Path:
         return Path(self.exports_dir)
+
+    @property
+    def keys_path(self) -> Path:
+        """The signing keys directory (CALLMARK_KEYS_DIR, default <data_dir>/keys)."""
+        return Path(self.keys_dir) if self.keys_dir else self.data_path / "keys"
 
     @property
     def db_path(self) -> Path:

@@ -93,14 +93,14 @@ def free_port() -> int:
 class Server:
     """A real `callmark serve` (gunicorn) on loopback for the demo's lifetime."""
 
-    def __init__(self, data_dir: Path, exports: Path, port: int, admin_key: str):
+    def __init__(self, data_dir: Path, exports: Path, port: int, admin_key: str, keys: Path):
         self.url = f"http://127.0.0.1:{port}"
         self.admin_key = admin_key
         env = dict(os.environ, CALLMARK_DATA_DIR=str(data_dir), CALLMARK_EXPORTS_DIR=str(exports),
                    CALLMARK_ADMIN_KEY=admin_key, CALLMARK_DEVICES_LIMIT_IP="100000/hour",
                    CALLMARK_TAGS_LIMIT_DEVICE="10000/minute", CALLMARK_TAGS_LIMIT_IP="100000/minute",
                    CALLMARK_SYNC_MIN_WAIT_S="0", CALLMARK_SYNC_JITTER_S="0",
-                   CALLMARK_RELEASE_COMMAND=f"{sys.executable} -m tools.cli")
+                   CALLMARK_KEYS_DIR=str(keys))
         self.log = open(data_dir / "server.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--port", str(port)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -189,7 +189,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     if not (keys / "root").exists() and not list(keys.glob("*root*")):
         release.init_keys(str(keys))
     admin_key = secrets.token_urlsafe(24)
-    server = Server(work / "store", exports, cfg.port or free_port(), admin_key)
+    server = Server(work / "store", exports, cfg.port or free_port(), admin_key, keys)
     tokens: dict[str, str] = {}
     try:
         handset = Handset(work / "handset", server.url, root=str(_root_file(exports, keys)),
@@ -232,8 +232,9 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def _root_file(exports: Path, keys: Path) -> Path:
     """The root the app ships with: version 1 of the exports' root chain."""
-    first = exports / "root" / "1.root.json"
-    return first if first.exists() else exports / "root.json"
+    from callmark.exports import ROOT_FILE, root_path
+    first = exports / root_path(1)
+    return first if first.exists() else exports / ROOT_FILE
 
 
 def _pack_sizes(pack_dir: str) -> dict:

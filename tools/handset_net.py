@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from callmark.exports import manifest_channel
+from callmark.files import commit_file
 from callmark.manifest import ArtefactEntry
 from callmark.updater import CHUNK, Fetcher, read_bounded, verify_file
 from callmark.manifest_errors import EndlessDataError, TamperedArtefactError
@@ -231,7 +232,7 @@ class Transport(Fetcher):
         except TamperedArtefactError:
             part.unlink(missing_ok=True)
             raise
-        os.replace(part, dest)
+        commit_file(part, dest)
         return dest, got
 
     def _fetch_range(self, entry: ArtefactEntry, part: Path, have: int) -> int:

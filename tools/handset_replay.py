@@ -3,12 +3,12 @@ their timings and, given truth.csv, their accuracy against ground truth."""
 from __future__ import annotations
 
 import csv
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from tools.handset_store import HandsetError
 
@@ -40,9 +40,9 @@ def percentiles_us(ns: list[int]) -> dict:
     """p50 / p99 / max of nanosecond timings, in microseconds."""
     if not ns:
         return {"p50_us": None, "p99_us": None, "max_us": None}
-    a = np.asarray(ns, dtype=np.float64) / 1000.0
-    return {"p50_us": round(float(np.percentile(a, 50)), 1), "p99_us": round(float(np.percentile(a, 99)), 1),
-            "max_us": round(float(a.max()), 1)}
+    a = [v / 1000.0 for v in ns]
+    q = statistics.quantiles(a, n=100, method="inclusive") if len(a) > 1 else a * 99  # = numpy's linear
+    return {"p50_us": round(q[49], 1), "p99_us": round(q[98], 1), "max_us": round(max(a), 1)}
 
 
 def path_of(d) -> str:

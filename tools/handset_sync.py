@@ -56,7 +56,7 @@ class SyncResult:
 
 def open_trust(store: HandsetStore, transport: Transport, initial_root: Any, tofu: bool) -> TrustedState:
     """The handset's TrustedState; bootstraps from the shipped root (or, with tofu, the server's v1)."""
-    if (store.trust_dir / "root.json").is_file():
+    if TrustedState.exists(store.trust_dir):
         return TrustedState.open(store.trust_dir)
     if initial_root is None and tofu:
         initial_root = transport.get(root_path(1), MAX_ROOT_BYTES)

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from callmark.files import commit_file
 from tools import sim_population as pop
 from tools.sim_population import ROLES, Population, SimulationError
 from tools.sim_tags import Tagger
@@ -207,7 +208,7 @@ class _Writer:
     def commit(self):
         for name, handle in self.files.items():
             handle.close()
-            os.replace(self.out / f"{name}.part", self.out / name)
+            commit_file(self.out / f"{name}.part", self.out / name)
 
     def abort(self):
         for name, handle in self.files.items():

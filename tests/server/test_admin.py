@@ -95,10 +95,10 @@ def test_verified_businesses(client, admin, tmp_path):
     assert list(iter_verified(tmp_path / "var")) == []
 
 
-def test_release_endpoints_say_how_to_enable(client, admin):
+def test_release_endpoints_without_keys_say_how_to_fix(client, admin):
     r = client.post("/v1/admin/promote", json={"from_channel": "beta", "to_channel": "stable"},
                     headers=admin)
-    assert r.status_code == 501 and "CALLMARK_RELEASE_COMMAND" in r.get_json()["message"]
+    assert r.status_code == 409 and "CALLMARK_KEYS_DIR" in r.get_json()["message"]
     hist = client.get("/v1/admin/history", headers=admin).get_json()["detail"]["entries"]
     assert hist and hist[-1]["action"] == "publish"
 
@@ -126,45 +126,36 @@ def test_bad_config_is_a_clear_error(make_app):
         make_app(no_such_option=1)
 
 
-def test_release_endpoints_run_the_release_cli(make_app, admin, tmp_path):
-    import json
-    import sys
-    script = tmp_path / "fake_callmark.py"
-    script.write_text("import json, sys\n"
-                      f"open({str(tmp_path / 'argv.json')!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-                      "sys.exit(3 if '--to-version' in sys.argv else 0)\n")
-    c = make_app(release_command=f"{sys.executable} {script}").test_client()
-    r = c.post("/v1/admin/promote", json={"from_channel": "beta", "to_channel": "stable",
-                                          "percent": 10}, headers=admin)
-    assert r.status_code == 200, r.get_json()
-    r = c.post("/v1/admin/publish", json={"channel": "beta", "packs": "/b/packs",
-                                          "deltas": ["/b/d1", "/b/d2"]}, headers=admin)
-    assert r.status_code == 200
+def test_release_endpoints_publish_in_process(make_app, admin, tmp_path):
+    """publish / promote / rollback over HTTP sign with the keys dir the CLI uses, in-process."""
+    import publisher
+    from callmark.updater import verify_exports
+    from tests.publisher.test_release_fakes import fake_pack_dir
+    keys, ex = tmp_path / "keys", tmp_path / "ex2"
+    publisher.init_keys(keys, threshold=1, roots=1)
+    c = make_app(exports_dir=str(ex), keys_dir=str(keys)).test_client()
+    p1, p2 = fake_pack_dir(tmp_path, 1), fake_pack_dir(tmp_path, 2)
+    for packs in (p1, p2):
+        r = c.post("/v1/admin/publish", json={"channel": "beta", "packs": str(packs)}, headers=admin)
+        assert r.status_code == 200, r.get_json()
+    assert r.get_json()["detail"]["version"] == 2 and r.get_json()["detail"]["packs"] == {"CN-full": 2}
+    r = c.post("/v1/admin/promote", json={"from_channel": "beta", "to_channel": "stable", "percent": 10},
+               headers=admin)
+    assert r.status_code == 200 and r.get_json()["detail"]["channel"] == "stable"
+    r = c.post("/v1/admin/rollback", json={"channel": "beta"}, headers=admin)
+    assert r.status_code == 200 and r.get_json()["detail"]["packs"] == {"CN-full": 1}
     r = c.post("/v1/admin/rollback", json={"channel": "stable", "to_version": 3}, headers=admin)
     assert r.status_code == 409 and "rollback failed" in r.get_json()["message"]
-    calls = [json.loads(x) for x in (tmp_path / "argv.json").read_text().splitlines()]
-    ex = str(tmp_path / "exports")
-    assert calls[0] == ["promote", "--exports", ex, "--from", "beta", "--to", "stable",
-                        "--percent", "10.0"]
-    assert calls[1] == ["publish", "--exports", ex, "--channel", "beta", "--packs", "/b/packs",
-                        "--delta", "/b/d1", "--delta", "/b/d2"]
-    assert calls[2] == ["rollback", "--exports", ex, "--channel", "stable", "--to-version", "3"]
+    rep = verify_exports(ex, keys / "root" / "1.root.json")
+    assert rep.ok and rep.channels == {"beta": 3, "stable": 1}, rep.problems
+    assert [h["action"] for h in publisher.history(ex)] == ["publish", "publish", "promote", "rollback"]
     audit = c.get("/v1/admin/audit", headers=admin).get_json()["detail"]["entries"]
-    assert [e["action"] for e in audit[:3]] == ["release.rollback", "release.publish",
-                                                "release.promote"]
+    assert [e["action"] for e in audit[:4]] == ["release.rollback", "release.rollback", "release.promote",
+                                                "release.publish"]
+    assert c.get("/v1/manifest?channel=beta").status_code == 200
 
 
-def test_release_arguments_match_the_real_cli():
-    """The flags the server passes exist on `callmark publish/promote/rollback`."""
-    from click.testing import CliRunner
-    from tools.commands.release import COMMANDS
-    from server.api.admin import release_args
-    reqs = {"publish": {"channel": "beta", "packs": "p", "deltas": ["d"], "model": "m",
-                        "version": 2, "percent": 5.0, "note": "n"},
-            "promote": {"from_channel": "beta", "to_channel": "stable", "percent": 1.0},
-            "rollback": {"channel": "stable", "to_version": 2}}
-    for action, req in reqs.items():
-        help_text = CliRunner().invoke(COMMANDS[action], ["--help"]).output
-        for arg in release_args(action, req, "exports"):
-            if arg.startswith("--"):
-                assert arg in help_text, (action, arg)
+def test_keys_dir_inside_exports_is_refused(make_app, exports):
+    from server.errors import ConfigError
+    with pytest.raises(ConfigError, match="CALLMARK_KEYS_DIR"):
+        make_app(keys_dir=str(exports["root"] / "keys"))

@@ -115,12 +115,13 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body=None,
 
 def make_exports(root: Path) -> dict:
     """A small exports tree of the documented shape (one pack, a 3-delta chain)."""
-    (root / "artefacts").mkdir(parents=True, exist_ok=True)
-    (root / "channels" / "stable").mkdir(parents=True, exist_ok=True)
+    from callmark.exports import ARTEFACTS_DIR, artefact_path, manifest_path
+    (root / ARTEFACTS_DIR).mkdir(parents=True, exist_ok=True)
+    (root / manifest_path("stable")).parent.mkdir(parents=True, exist_ok=True)
 
     def art(name, data):
         sha = hashlib.sha256(data).hexdigest()
-        rel = f"artefacts/{sha[:16]}-{name}"
+        rel = artefact_path(sha, name)
         (root / rel).write_bytes(data)
         return {"path": rel, "length": len(data), "sha256": sha}
 
@@ -133,7 +134,7 @@ def make_exports(root: Path) -> dict:
     signed = {"type": "manifest", "spec_version": "1.0", "version": 4, "channel": "stable",
               "expires": "2099-01-01T00:00:00Z", "min_client_format": 1, "packs": [pack],
               "deltas": deltas, "model": None, "hints": {}}
-    (root / "channels/stable/manifest.json").write_text(
+    (root / manifest_path("stable")).write_text(
         json.dumps({"signed": signed, "signatures": [{"keyid": "00", "sig": "00"}]}))
     return {"state": st}
 

@@ -8,7 +8,8 @@ import click
 
 EXPORTS = click.option("--exports", "exports", default="exports", show_default=True,
                        type=click.Path(file_okay=False), help="Exports directory (what the server/CDN serves).")
-KEYS = click.option("--keys", "keys", default="./var/keys", show_default=True, envvar="CALLMARK_KEYS",
+KEYS_ENV = ["CALLMARK_KEYS_DIR", "CALLMARK_KEYS"]  # the server's CALLMARK_KEYS_DIR names the same directory
+KEYS = click.option("--keys", "keys", default="./var/keys", show_default=True, envvar=KEYS_ENV,
                     type=click.Path(file_okay=False),
                     help="Signing keys directory (demo keys; see docs/security.md).")
 EXPIRES = click.option("--expires-days", default=7.0, show_default=True, type=click.FloatRange(min=0.01),
@@ -215,7 +216,8 @@ def keys_group():
 
 
 @keys_group.command("init")
-@click.option("--dir", "keys_dir", default="./var/keys", show_default=True, type=click.Path(file_okay=False))
+@click.option("--dir", "keys_dir", default="./var/keys", show_default=True, envvar=KEYS_ENV,
+              type=click.Path(file_okay=False))
 @click.option("--threshold", default=2, show_default=True, type=click.IntRange(min=1),
               help="Root signatures required (m).")
 @click.option("--roots", default=3, show_default=True, type=click.IntRange(min=1), help="Root keys (n).")
@@ -234,7 +236,8 @@ def keys_init(keys_dir, threshold, roots, force):
 
 
 @keys_group.command("rotate")
-@click.option("--dir", "keys_dir", default="./var/keys", show_default=True, type=click.Path(file_okay=False))
+@click.option("--dir", "keys_dir", default="./var/keys", show_default=True, envvar=KEYS_ENV,
+              type=click.Path(file_okay=False))
 @click.option("--online/--no-online", default=True, show_default=True, help="Replace the online key.")
 @click.option("--root", "rotate_root", is_flag=True,
               help="Replace the root keys too (old ones sign the handover).")

@@ -1,0 +1,48 @@
+"""Admin: API keys (list, create, revoke); scope 'keys'."""
+from __future__ import annotations
+
+from flask import g
+from flask_smorest import Blueprint
+
+from server.api.admin_common import admin_blueprint
+from server.errors import NotFound
+from server.schemas import KeyCreated, KeyInfo, KeyRequest, Message
+from server.store import key_id_of
+from server.web import Ctx, require_json, require_scope
+
+
+def make_blueprint(c: Ctx) -> Blueprint:
+    blp, doc = admin_blueprint("admin_keys", "API keys with scopes (maintainers)")
+    s = c.store
+
+    @blp.route("/keys", methods=["GET"])
+    @require_scope("keys")
+    @blp.response(200, KeyInfo(many=True))
+    @doc
+    def list_keys():
+        """List API keys (ids and scopes; secrets are never stored)."""
+        return s.list_api_keys()
+
+    @blp.route("/keys", methods=["POST"])
+    @require_scope("keys")
+    @require_json
+    @blp.arguments(KeyRequest)
+    @blp.response(201, KeyCreated)
+    @doc
+    def create_key(req: dict):
+        """Create an API key with the given scopes; the key is shown only in this answer."""
+        key = s.create_api_key(req["scopes"], req["label"], actor=g.actor)
+        return {"key": key, "key_id": key_id_of(key), "scopes": sorted(set(req["scopes"]))}
+
+    @blp.route("/keys/<string:key_id>", methods=["DELETE"])
+    @require_scope("keys")
+    @blp.response(200, Message)
+    @blp.alt_response(404, schema=None, description="No such active key")
+    @doc
+    def revoke_key(key_id: str):
+        """Revoke an API key by id."""
+        if not s.revoke_api_key(key_id, g.actor):
+            raise NotFound(f"no active API key with id {key_id!r}")
+        return {"status": "revoked", "detail": {"key_id": key_id}}
+
+    return blp
