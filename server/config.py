@@ -77,10 +77,8 @@ class Config:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 1 <= self.lookup_min_prefix <= self.lookup_max_prefix <= 64:
             raise ConfigError("need 1 <= lookup_min_prefix <= lookup_max_prefix <= 64")
-        keys, exports = self.keys_path.resolve(), self.exports_path.resolve()
-        if keys == exports or exports in keys.parents:
-            raise ConfigError(f"keys_dir {self.keys_path} lies inside exports_dir {self.exports_path}: the "
-                              "exports are public; set CALLMARK_KEYS_DIR to a private directory")
+        if self.keys_dir and self.keys_inside_exports():
+            raise ConfigError(self.keys_problem())
 
     @property
     def data_path(self) -> Path:
@@ -94,6 +92,15 @@ class Config:
     def keys_path(self) -> Path:
         """The signing keys directory (CALLMARK_KEYS_DIR, default <data_dir>/keys)."""
         return Path(self.keys_dir) if self.keys_dir else self.data_path / "keys"
+
+    def keys_inside_exports(self) -> bool:
+        """True when the keys directory lies in (or is) the public exports directory."""
+        keys, exports = self.keys_path.resolve(), self.exports_path.resolve()
+        return keys == exports or exports in keys.parents
+
+    def keys_problem(self) -> str:
+        return (f"keys_dir {self.keys_path} lies inside exports_dir {self.exports_path}: the exports are "
+                "public; set CALLMARK_KEYS_DIR to a private directory")
 
     @property
     def db_path(self) -> Path:

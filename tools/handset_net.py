@@ -8,7 +8,6 @@ paths are the exports/ layout (`root/2.root.json`, `channels/stable/manifest.jso
 from __future__ import annotations
 
 import email.utils
-import os
 import random
 import time
 from dataclasses import asdict, dataclass

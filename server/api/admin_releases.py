@@ -36,6 +36,8 @@ def make_blueprint(c: Ctx) -> Blueprint:
 
     def release(action: str, req: dict) -> dict:
         target = req.get("channel") or req.get("to_channel", "")
+        if cfg.keys_inside_exports():   # the default <data_dir>/keys when data_dir is the exports dir
+            raise Conflict(f"{action} refused: {cfg.keys_problem()}")
         try:
             m = run_release(action, req, cfg.exports_dir, str(cfg.keys_path))
         except KeyStoreError as e:

@@ -232,7 +232,7 @@ def test_killed_during_apply_leaves_the_old_pack(tmp_path):
         import callmark.pack as pk
         def die(tmp, final):  # the new pack is fully written but not yet moved into place
             os.kill(os.getpid(), signal.SIGKILL)
-        pk._commit_file = die
+        pk.commit_file = die
         from tools.handset import Handset
         Handset({str(tmp_path / 'ph')!r}).sync(force=True)
     """)
