@@ -9,7 +9,7 @@ import click
 EXPORTS = click.option("--exports", "exports", default="exports", show_default=True,
                        type=click.Path(file_okay=False), help="Exports directory (what the server/CDN serves).")
 KEYS_ENV = ["CALLMARK_KEYS_DIR", "CALLMARK_KEYS"]  # the server's CALLMARK_KEYS_DIR names the same directory
-KEYS = click.option("--keys", "keys", default="./var/keys", show_default=True, envvar=KEYS_ENV,
+KEYS = click.option("--keys", "keys", default="./var/keys", show_default=True, envvar=KEYS_ENV, show_envvar=True,
                     type=click.Path(file_okay=False),
                     help="Signing keys directory (demo keys; see docs/security.md).")
 EXPIRES = click.option("--expires-days", default=7.0, show_default=True, type=click.FloatRange(min=0.01),
