@@ -38,6 +38,7 @@ __all__ = [
 
 PACK_FORMAT = 1  # SQLite schema version (also PRAGMA user_version)
 _CHUNK = 500  # bound parameters per statement (Android's SQLite allows 999)
+_MAX_PARAMS = 999  # SQLITE_MAX_VARIABLE_NUMBER before 3.32 (Android 3.9)
 
 SCHEMA = (
     "CREATE TABLE meta (k TEXT PRIMARY KEY NOT NULL, v TEXT NOT NULL)",
@@ -108,17 +109,30 @@ def write_pack_sqlite(path: str, t: PackTable, meta: dict, cats: list) -> None:
             con.execute(stmt)
         con.executemany("INSERT INTO categories VALUES (?,?,?,?,?,?)",
                         [(c["code"], c["key"], c["zh"], c["en"], c["action"], int(c["harmful"])) for c in cats])
-        lab = t.labels
-        con.executemany("INSERT INTO labels VALUES (?,?,?,?,?,?)",
-                        zip(*(lab[c].tolist() for c in LABEL_COLS)))
-        con.executemany("INSERT INTO ranges VALUES (?,?,?,?,?,?,?)",
-                        zip(*(t.ranges[c].tolist() for c in RANGE_COLS)))
+        _insert_columns(con, "labels", [t.labels[c] for c in LABEL_COLS])
+        _insert_columns(con, "ranges", [t.ranges[c] for c in RANGE_COLS])
         con.executemany("INSERT INTO businesses VALUES (?,?)", sorted(t.names.items()))
         con.executemany("INSERT INTO meta VALUES (?,?)", [(k, str(v)) for k, v in sorted(meta.items())])
         con.execute(f"PRAGMA user_version = {PACK_FORMAT}")
         con.execute("COMMIT")
     finally:
         con.close()
+
+
+def _insert_columns(con: sqlite3.Connection, table: str, cols: list, block: int = 1 << 15) -> None:
+    """Insert integer columns in row order, many rows per statement (Android's SQLite binds at most
+    999 parameters) and a block of rows at a time, so no per-row Python tuples are built."""
+    width, n = len(cols), len(cols[0]) if cols else 0
+    per = _MAX_PARAMS // width
+    one = "(" + ",".join("?" * width) + ")"
+    many = f"INSERT INTO {table} VALUES " + ",".join([one] * per)
+    full = n // per * per
+    step = max(per, block // per * per)
+    for s in range(0, full, step):
+        e = min(full, s + step)
+        con.executemany(many, np.stack([c[s:e] for c in cols], axis=1).reshape(-1, per * width).tolist())
+    if full < n:
+        con.executemany(f"INSERT INTO {table} VALUES {one}", np.stack([c[full:] for c in cols], axis=1).tolist())
 
 
 def _meta(con: sqlite3.Connection) -> dict:
@@ -214,7 +228,10 @@ class PackReader:
 
     def lookup(self, key: int) -> Label | None:
         """The label of number key `key`: exact row first, else the smallest covering range."""
-        row = self._stmt.execute(LOOKUP_SQL, (int(key), self._max_range)).fetchone()
+        return self._label(key, self._stmt.execute(LOOKUP_SQL, (int(key), self._max_range)).fetchone())
+
+    def _label(self, key: int, row: tuple | None) -> Label | None:
+        """A LOOKUP_SQL result row -> Label (None for no row)."""
         if row is None:
             return None
         size, start, cat, conf, rep, flags, day, name = row
