@@ -275,6 +275,9 @@ def print_summary(summary: dict, work: Path) -> None:
         lat = rp.get("latency", {})
         rows += [
             (f"day {n}: handset sync", f"{d['sync'].get('status')} in {d['sync_s']:.2f} s"),
+            (f"day {n}: pack bytes written on the phone / base (level)",
+             f"{d['sync'].get('pack_bytes_written', 0):,} / {d['sync'].get('pack_base_bytes', 0):,} "
+             f"({', '.join(d['sync'].get('pack_layers') or ['-'])})"),
             (f"day {n}: calls labelled (by source)", f"{rp.get('calls', 0):,} {rp.get('sources', {})}"),
             (f"day {n}: harmful calls warned/blocked", _pct(acc.get("harmful_flagged"))),
             (f"day {n}: harmful calls labelled with the true category", _pct(acc.get("harmful_right_category"))),

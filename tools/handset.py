@@ -20,6 +20,7 @@ from callmark.updater import Updater
 from callmark.manifest_errors import ManifestError
 from callmark.numbers import normalize
 from callmark.pack import PackError, PackReader
+from callmark.pack_layers import LayeredReader, is_layered, layer_stats
 from callmark.rules import (
     CallFacts, Decision, Policy, RecentCalls, RuleConfig, decide, evaluate_rules,
 )
@@ -131,9 +132,9 @@ class Handset:
             self._pack_checked = True
             s = self.store.load_sync()
             p = self.store.pack_path(s.pack_name) if s.pack_name else None
-            if p is not None and p.is_file():
+            if p is not None and is_layered(str(p)):
                 try:
-                    self._reader = PackReader(str(p))
+                    self._reader = LayeredReader(str(p))
                 except (PackError, OSError):
                     self._reader = None
         return self._reader
@@ -396,6 +397,10 @@ class Handset:
         reader = self._pack()
         if reader is not None:
             pack = {k: reader.meta.get(k) for k in ("name", "version", "entries", "state_hash", "built_at")}
+            try:
+                pack["layers"] = layer_stats(reader.path)
+            except (PackError, OSError):
+                pass
         cfg = self.config.to_dict()
         cfg["token"] = "set" if cfg["token"] else ""
         return {"state_dir": str(self.store.dir), "config": cfg, "sync": {k: v for k, v in s.to_dict().items()

@@ -5,7 +5,8 @@ Layout (docs/handset.md):
 <state>/handset.json      HandsetConfig (device id, server, channel, region, device token)
 <state>/sync.json         SyncState (last seen versions, next sync time, failures, hints)
 <state>/trust/            TrustedState: root.json + channels/<channel>.json (verified manifests)
-<state>/packs/<name>.sqlite   the current pack (only ever replaced whole)
+<state>/packs/<name>/     the current pack: base + overlays + HEAD (callmark.pack_layers; files written
+                          whole, HEAD swapped atomically)
 <state>/models/<sha16>/   model.tflite + contract.json + test_vectors.json; sync.json names the current one
 <state>/downloads/        resumable *.part downloads
 <state>/state.db          SQLite: lists (contacts/allow/block), tags (the offline queue), calls (history)
@@ -143,6 +144,11 @@ class HandsetStore:
         return self.dir / "downloads"
 
     def pack_path(self, name: str) -> Path:
+        """The layered pack directory of pack `name` (callmark.pack_layers)."""
+        return self.dir / "packs" / name
+
+    def legacy_pack_path(self, name: str) -> Path:
+        """Where handsets before the layered pack kept a single pack file (adopted as the base)."""
         return self.dir / "packs" / f"{name}.sqlite"
 
     def model_dir(self, sha256: str) -> Path:

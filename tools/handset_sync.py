@@ -1,5 +1,6 @@
-"""Handset sync: signed manifest -> verify -> delta chain or full pack -> atomic apply -> state-hash
-check -> full-pack fallback; then the model (staged rollout, test vectors replayed before use).
+"""Handset sync: signed manifest -> verify -> delta chain or full pack -> apply to the layered pack
+(base + overlays, callmark.pack_layers: a delta rewrites only an overlay, compaction a new base) ->
+state-hash check -> full-pack fallback; then the model (staged rollout, test vectors replayed before use).
 
 Used by tools/handset.py (`Handset.sync`). Only callmark/ and the transport are used here.
 """
@@ -16,9 +17,8 @@ from callmark.exports import MAX_ROOT_BYTES, root_path
 from callmark.manifest import DeltaEntry, Manifest, ModelEntry, PackEntry
 from callmark.updater import TrustedState, Updater
 from callmark.manifest_errors import ManifestError
-from callmark.pack import (
-    PackError, UpdatePolicy, apply_delta, expand_wire, plan_update, read_pack_meta,
-)
+from callmark import pack_layers
+from callmark.pack import PackError, UpdatePolicy, plan_update
 from tools.handset_net import ServerRejected, ServerUnavailable, Transport
 from tools.handset_store import (
     HandsetError, HandsetStore, NoTrustedRootError, SyncState, atomic_write,
@@ -43,6 +43,9 @@ class SyncResult:
     deltas_applied: int = 0
     bytes_downloaded: int = 0  # artefact bytes (packs, deltas, model) transferred in this sync
     bytes_total: int = 0  # all bytes received, metadata included
+    pack_bytes_written: int = 0  # bytes of pack files written on the phone (overlays, new bases)
+    pack_base_bytes: int = 0  # size of the pack's base file after the sync
+    pack_layers: list = field(default_factory=list)  # level each delta wrote: recent | settled | base
     fallback: str = ""  # why a delta path was abandoned for the full pack
     model: str = ""  # none | current | updated | kept-old (...)
     error: str = ""
@@ -89,16 +92,21 @@ class PackSync:
     def __init__(self, store: HandsetStore, transport: Transport, updater: Updater, state: SyncState,
                  channel: str):
         self.store, self.t, self.up, self.s, self.channel = store, transport, updater, state, channel
+        self.policy = pack_layers.LayerPolicy()  # when a delta goes to which overlay, when to compact
 
     def current(self, entry: PackEntry) -> tuple[int, str]:
         path = self.store.pack_path(entry.name)
-        if not path.is_file():
-            return 0, ""
+        legacy = self.store.legacy_pack_path(entry.name)
         try:
-            meta = read_pack_meta(str(path))
+            if not pack_layers.is_layered(str(path)) and legacy.is_file():
+                pack_layers.adopt_file(str(legacy), str(path), move=True)  # a rename: no copy
+            if not pack_layers.is_layered(str(path)):
+                return 0, ""
+            meta = pack_layers.read_meta(str(path))
             return int(meta["version"]), meta["state_hash"]
         except (PackError, KeyError, ValueError, OSError):
-            path.unlink(missing_ok=True)  # unreadable: start again from the full pack
+            pack_layers.remove(str(path))  # unreadable: start again from the full pack
+            legacy.unlink(missing_ok=True)
             return 0, ""
 
     def run(self, m: Manifest, entry: PackEntry, r: SyncResult) -> None:
@@ -177,22 +185,33 @@ class PackSync:
     def apply_one(self, d: DeltaEntry, entry: PackEntry, state: str, r: SyncResult) -> str:
         self.up.check_delta(d, state)
         blob = self._download(d, "delta", r)
+        path = str(self.store.pack_path(entry.name))
         try:
-            meta = apply_delta(str(self.store.pack_path(entry.name)), str(blob),
-                               expected_state_hash=d.to_state_hash, expected_sha256=d.sha256)
+            meta = pack_layers.apply_delta(path, str(blob), expected_state_hash=d.to_state_hash,
+                                           expected_sha256=d.sha256, policy=self.policy)
         finally:
             blob.unlink(missing_ok=True)
         r.deltas_applied += 1
+        self._count_written(path, meta["layer"], r)
         return meta["state_hash"]
+
+    def _count_written(self, path: str, level: str, r: SyncResult) -> None:
+        st = pack_layers.layer_stats(path)
+        r.pack_layers.append(level)
+        r.pack_bytes_written += st["bytes"][level]
+        r.pack_base_bytes = st["bytes"]["base"]
 
     def full(self, entry: PackEntry, r: SyncResult) -> None:
         wire = self._download(entry, "pack", r)
+        path = str(self.store.pack_path(entry.name))
         try:
-            meta = expand_wire(str(wire), str(self.store.pack_path(entry.name)),
-                               expected_sha256=entry.sha256, expected_state_hash=entry.state_hash)
+            meta = pack_layers.install_full(str(wire), path, expected_sha256=entry.sha256,
+                                            expected_state_hash=entry.state_hash)
         finally:
             wire.unlink(missing_ok=True)
+        self.store.legacy_pack_path(entry.name).unlink(missing_ok=True)
         self.up.check_pack_state(entry.name, meta["state_hash"])
+        self._count_written(path, "base", r)
         r.status, r.pack_version = "full", entry.version
         self.s.deltas_since_full = 0
 

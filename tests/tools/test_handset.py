@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from callmark.categories import UnknownCategoryError
 from callmark.manifest import Manifest
-from callmark.pack import pack_state_hash, read_pack_meta
+from callmark import pack_layers
 from tests.tools.handset_helpers import (
     BANK, DELIVERY, FRAUD, NEW_FRAUD, RANGE_START, TELE, UNKNOWN, Publisher, dead_url, serve,
 )
@@ -68,7 +68,7 @@ def test_sync_from_a_mirror_then_label_offline(pub, tmp_path):
         m = manifest(pub)
         assert r.bytes_downloaded == m.packs[0].length
         pack = h.store.pack_path("CN-full")
-        assert pack_state_hash(str(pack)) == m.packs[0].state_hash  # the file itself, recomputed
+        assert pack_layers.state_hash(str(pack)) == m.packs[0].state_hash  # the file itself, recomputed
         got = {n: h.label(n) for n in (FRAUD, TELE, DELIVERY, BANK, UNKNOWN)}
         assert (got[FRAUD].action, got[FRAUD].category, got[FRAUD].source) == ("reject", "fraud", "pack_exact")
         assert (got[TELE].action, got[TELE].category) == ("warn", "telemarketing")
@@ -96,11 +96,16 @@ def test_delta_sync_and_wait_hints_over_http(tmp_path):
             r = h.sync()
             assert r.status == "waiting" and r.wait_s > 3000
             clock.t += 4300
+            base = pack_layers.read_head(str(h.store.pack_path("CN-full")))["files"]["base"]
             r = h.sync()
             assert (r.status, r.pack_version, r.deltas_applied, r.fallback) == ("delta", 2, 1, "")
+            # the delta went into an overlay: the base file stays, the bytes written are the overlay's
+            head = pack_layers.read_head(str(h.store.pack_path("CN-full")))
+            assert r.pack_layers in (["recent"], ["settled"]) and head["files"]["base"] == base
+            assert r.pack_bytes_written == head["bytes"][r.pack_layers[0]] < r.pack_base_bytes
             m = manifest(p)
             assert r.bytes_downloaded == m.deltas[0].length < m.packs[0].length
-            assert pack_state_hash(str(h.store.pack_path("CN-full"))) == m.packs[0].state_hash
+            assert pack_layers.state_hash(str(h.store.pack_path("CN-full"))) == m.packs[0].state_hash
             assert h.label(NEW_FRAUD).category == "fraud"
             assert h.label(TELE).category == "loans"
             clock.t += 4300
@@ -125,7 +130,7 @@ def test_corrupted_delta_is_rejected_and_the_full_pack_is_fetched(tmp_path):
             r = h.sync(force=True)
             assert r.status == "full" and "TamperedArtefactError" in r.fallback
             assert r.pack_version == 2
-            assert pack_state_hash(str(h.store.pack_path("CN-full"))) == m.packs[0].state_hash
+            assert pack_layers.state_hash(str(h.store.pack_path("CN-full"))) == m.packs[0].state_hash
             assert not list(h.store.downloads.iterdir())  # the bad bytes were not kept
 
 
@@ -134,13 +139,13 @@ def test_corrupted_full_pack_is_rejected_and_the_old_pack_stays(tmp_path):
     with serve(p.exports, tmp_path / "srv") as url:
         with phone(tmp_path / "ph", url, p) as h:
             assert h.sync().status == "full"
-            old = read_pack_meta(str(h.store.pack_path("CN-full")))
+            old = pack_layers.read_meta(str(h.store.pack_path("CN-full")))
             m = Manifest.from_dict(p.publish(2).to_dict())
             good_delta = _corrupt(p.exports / m.deltas[0].path)
             good_full = _corrupt(p.exports / m.packs[0].path)
             r = h.sync(force=True)
             assert r.status == "failed" and "TamperedArtefactError" in r.error
-            assert read_pack_meta(str(h.store.pack_path("CN-full")))["state_hash"] == old["state_hash"]
+            assert pack_layers.read_meta(str(h.store.pack_path("CN-full")))["state_hash"] == old["state_hash"]
             assert h.label(FRAUD).action == "reject"  # still labelling from v1
             assert h.label(NEW_FRAUD).source == "default"
             assert h.store.load_sync().failures == 1
@@ -224,27 +229,28 @@ def test_killed_during_apply_leaves_the_old_pack(tmp_path):
     h = phone(tmp_path / "ph", str(p.exports), p)
     assert h.sync().status == "full"
     h.close()
-    old = read_pack_meta(str(h.store.pack_path("CN-full")))["state_hash"]
+    old = pack_layers.read_meta(str(h.store.pack_path("CN-full")))["state_hash"]
     p.publish(2)
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(REPO)!r})
-        import callmark.pack as pk
-        def die(tmp, final):  # the new pack is fully written but not yet moved into place
+        import callmark.pack_layers as pl
+        def die(tmp, final):  # the new overlay is fully written, HEAD not yet swapped
             os.kill(os.getpid(), signal.SIGKILL)
-        pk.commit_file = die
+        pl.commit_file = die
         from tools.handset import Handset
         Handset({str(tmp_path / 'ph')!r}).sync(force=True)
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL
     pack = h.store.pack_path("CN-full")
-    assert pack_state_hash(str(pack)) == old  # the old pack is intact and readable
+    assert pack_layers.state_hash(str(pack)) == old  # the old pack is intact and readable
     h = phone(tmp_path / "ph", str(p.exports), p)
     assert h.label(FRAUD).action == "reject"
     r = h.sync(force=True)
     assert (r.status, r.pack_version) == ("delta", 2)
-    assert not [f for f in os.listdir(pack.parent) if ".tmp-" in f]  # the dead run's temp file is gone
+    head = pack_layers.read_head(str(pack))  # the dead run's files are gone: only HEAD's remain
+    assert sorted(os.listdir(pack)) == sorted(list(head["files"].values()) + ["HEAD", "LOCK"])
     h.close()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from callmark.pack import pack_state_hash
+from callmark import pack_layers
 from tools.handset import Handset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def test_crowd_to_release_to_phone_and_a_delta_next_day(server):
     r = phone.sync()
     assert (r.status, r.pack_version) == ("full", 1)
     pack = m1.pack("CN-full")
-    assert pack_state_hash(str(phone.store.pack_path("CN-full"))) == pack.state_hash
+    assert pack_layers.state_hash(str(phone.store.pack_path("CN-full"))) == pack.state_hash
 
     day_calls = tmp / "day.csv"  # the last simulated day's calls
     with open(sim / "calls.csv", newline="") as fi, open(day_calls, "w", newline="") as fo:
@@ -131,7 +131,7 @@ def test_crowd_to_release_to_phone_and_a_delta_next_day(server):
     r = phone.sync(force=True)
     assert (r.status, r.pack_version, r.fallback) == ("delta", 2, "")
     assert r.bytes_downloaded < m2.pack("CN-full").length
-    assert pack_state_hash(str(phone.store.pack_path("CN-full"))) == m2.pack("CN-full").state_hash
+    assert pack_layers.state_hash(str(phone.store.pack_path("CN-full"))) == m2.pack("CN-full").state_hash
     phone.close()
 
 

@@ -60,7 +60,7 @@ def _train_model(work: Path, echo) -> Path | None:
 def run(entries: int, calls: int, model_dir: str | None, seed: int, keep: bool = False,
         echo=click.echo) -> dict:
     from callmark.numbers import normalize
-    from callmark.pack import PackReader
+    from callmark.pack_layers import LayeredReader
     from tools.handset import Handset
     from trainer.packs import PackConfig, build_packs, make_deltas, synthetic_table
     from publisher import init_keys, publish_release
@@ -125,7 +125,7 @@ def run(entries: int, calls: int, model_dir: str | None, seed: int, keep: bool =
         clock[0] += 600.0  # ten minutes apart: no call-bombing window overlap
         return h.label(raw, time=clock[0])
 
-    reader = PackReader(str(h.store.pack_path("CN-full")))
+    reader = LayeredReader(str(h.store.pack_path("CN-full")))
     res = {"pack_hit": _pcts(timed(label, hits[:calls])), "pack_miss": _pcts(timed(label, misses[:calls])),
            "baseline_lookup": _pcts(timed(lambda raw: reader.lookup(normalize(raw).key or 0), hits[:calls]))}
     sources = {}

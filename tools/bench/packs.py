@@ -34,12 +34,13 @@ def _timed(fn, *a, **kw):
     return out, time.perf_counter() - t0
 
 
-def _lookup_latency(path: str, hits: np.ndarray, n: int = 20_000, seed: int = 0) -> dict:
+def _lookup_latency(path: str, hits: np.ndarray, n: int = 20_000, seed: int = 0, layered: bool = False) -> dict:
+    from callmark.pack_layers import LayeredReader
     rng = np.random.default_rng(seed)
     probes = np.concatenate([rng.choice(hits, n // 2), rng.choice(hits, n // 2) + 1])
     rng.shuffle(probes)
     ts = []
-    with PackReader(path) as r:
+    with (LayeredReader(path) if layered else PackReader(path)) as r:
         for k in probes[:2000].tolist():
             r.lookup(k)
         for k in probes.tolist():
