@@ -342,6 +342,12 @@ def make_deltas(old_dir: str, new_dir: str, out_dir: str) -> dict:
 
 def stats(path: str) -> dict:
     """Figures of a pack directory, a delta directory or a .sqlite file (see `callmark pack stats`)."""
+    from callmark import pack_layers
+    if pack_layers.is_layered(path):  # a phone's layered pack: base + overlays
+        meta, st = pack_layers.read_meta(path), pack_layers.layer_stats(path)
+        return {"kind": "layered", "name": meta.get("name"), "version": int(meta["version"]),
+                "entries": int(meta["entries"]), "sqlite_bytes": sum(st["bytes"].values()), "wire_bytes": 0,
+                "state_hash": meta["state_hash"], "layers": st}
     if os.path.isdir(path):
         idx = read_index(path)
         if "packs" in idx:

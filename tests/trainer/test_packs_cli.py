@@ -90,3 +90,31 @@ def test_bad_input_is_a_clear_error(tmp_path):
         res = CliRunner().invoke(command, args)
         assert res.exit_code != 0, args
         assert msg in res.output and "Traceback" not in res.output, (args, res.output)
+
+
+def test_layered_pack_install_apply_compact(tmp_path):
+    from callmark import pack_layers
+    t = synthetic_table(2000, seed=22)
+    _labels_csv(tmp_path / "l1.csv", t)
+    _labels_csv(tmp_path / "l2.csv", t, drop_every=30, bump=True)
+    for n in (1, 2):
+        assert _run(["build", "--labels", str(tmp_path / f"l{n}.csv"), "--version", str(n),
+                     "--out", str(tmp_path / f"v{n}"), "--no-provinces", "--no-lite"]).exit_code == 0
+    assert _run(["delta", "--old", str(tmp_path / "v1"), "--new", str(tmp_path / "v2"),
+                 "--out", str(tmp_path / "d")]).exit_code == 0
+    st2 = json.loads(_run(["stats", "--json", str(tmp_path / "v2")]).output)
+    phone = tmp_path / "phone" / "CN-full"
+    res = _run(["install", "--wire", str(tmp_path / "v1" / "CN-full-v1.pack"), "--pack", str(phone)])
+    assert json.loads(res.output)["version"] == 1
+    res = _run(["apply", "--pack", str(phone), "--delta", str(tmp_path / "d")])
+    out = json.loads(res.output)
+    assert out["state_hash"] == st2["state_hash"] and out["layer"] in ("recent", "settled")
+    sp = json.loads(_run(["stats", "--json", str(phone)]).output)
+    assert sp["kind"] == "layered" and sp["entries"] == st2["entries"] and len(sp["layers"]["rows"]) == 2
+    res = _run(["compact", "--pack", str(phone)])
+    assert list(json.loads(res.output)["files"]) == ["base"]
+    assert pack_layers.verify(str(phone))["state_hash"] == st2["state_hash"]
+    res = CliRunner().invoke(command, ["install", "--wire", str(tmp_path / "v2" / "CN-full-v2.pack"),
+                                       "--pack", str(phone), "--state-hash", "0" * 64])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert pack_layers.read_meta(str(phone))["version"] == "2"

@@ -15,7 +15,7 @@ def _fail(exc: Exception):
 
 @click.group("pack")
 def command():
-    """Label packs: build, delta, apply, stats.
+    """Label packs: build, delta, apply, install, compact, stats.
 
     Example: callmark pack build --labels out/labels.csv --version 3 --out exports/packs/v3
     """
@@ -85,7 +85,9 @@ def _find_delta(pack_meta: dict, delta: str) -> tuple[str, dict | None]:
 
 
 @command.command("apply")
-@click.option("--pack", "pack", required=True, type=click.Path(dir_okay=False), help="Pack .sqlite file.")
+@click.option("--pack", "pack", required=True, type=click.Path(),
+              help="Pack .sqlite file (rewritten whole), or a layered pack directory (only an overlay "
+                   "is rewritten; see `pack install`).")
 @click.option("--delta", "delta", required=True, type=click.Path(),
               help="Delta directory (or one .delta blob).")
 def apply_cmd(pack, delta):
@@ -93,16 +95,59 @@ def apply_cmd(pack, delta):
 
     Example: callmark pack apply --pack CN-full-v2.sqlite --delta deltas/v2-v3
     """
+    from callmark import pack_layers
     from callmark.pack import apply_delta, read_pack_meta
+    layered = pack_layers.is_layered(pack)
     try:
-        meta = read_pack_meta(pack)
+        meta = pack_layers.read_meta(pack) if layered else read_pack_meta(pack)
         blob, entry = _find_delta(meta, delta)
-        new = apply_delta(pack, blob, expected_state_hash=entry and entry["to_state_hash"],
-                          expected_sha256=entry and entry["sha256"])
+        fn = pack_layers.apply_delta if layered else apply_delta
+        new = fn(pack, blob, expected_state_hash=entry and entry["to_state_hash"],
+                 expected_sha256=entry and entry["sha256"])
     except (CallmarkError, OSError) as exc:
         _fail(exc)
-    click.echo(json.dumps({"pack": pack, "version": int(new["version"]), "entries": int(new["entries"]),
-                           "state_hash": new["state_hash"]}))
+    out = {"pack": pack, "version": int(new["version"]), "entries": int(new["entries"]),
+           "state_hash": new["state_hash"]}
+    if layered:
+        out["layer"] = new["layer"]
+    click.echo(json.dumps(out))
+
+
+@command.command("install")
+@click.option("--wire", "wire", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="A full pack's wire blob (.pack).")
+@click.option("--pack", "pack", required=True, type=click.Path(file_okay=False),
+              help="Layered pack directory to create or replace (base + overlays + HEAD).")
+@click.option("--state-hash", default=None, help="State hash the pack must have (e.g. the manifest's).")
+def install_cmd(wire, pack, state_hash):
+    """Expand a full pack into a layered pack directory, as a phone keeps it (new base, no overlays).
+
+    Example: callmark pack install --wire packs/v3/CN-full-v3.pack --pack phone/CN-full
+    """
+    from callmark import pack_layers
+    try:
+        meta = pack_layers.install_full(wire, pack, expected_state_hash=state_hash)
+    except (CallmarkError, OSError) as exc:
+        _fail(exc)
+    click.echo(json.dumps({"pack": pack, "version": int(meta["version"]), "entries": int(meta["entries"]),
+                           "state_hash": meta["state_hash"]}))
+
+
+@command.command("compact")
+@click.option("--pack", "pack", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Layered pack directory.")
+def compact_cmd(pack):
+    """Merge a layered pack's overlays into a new base now (same state; deltas do it by policy).
+
+    Example: callmark pack compact --pack phone/CN-full
+    """
+    from callmark import pack_layers
+    try:
+        head = pack_layers.compact(pack)
+    except (CallmarkError, OSError) as exc:
+        _fail(exc)
+    click.echo(json.dumps({"pack": pack, "generation": head["generation"], "files": head["files"],
+                           "bytes": head["bytes"], "state_hash": head["meta"]["state_hash"]}))
 
 
 @command.command("stats")
