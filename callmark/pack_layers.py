@@ -1,6 +1,6 @@
 """The pack on the phone: an immutable base plus overlays of the changes since (ADR 0005).
 
-A *layered pack* is a directory (docs/pack-format.md §6):
+A *layered pack* is a directory (docs/pack-format.md §9):
 
     HEAD                    JSON pointer naming the current generation's files and the pack's meta
     base-<g>.sqlite         a plain format-1 pack (callmark.pack), written whole at expand/compaction

@@ -23,7 +23,7 @@ import numpy as np
 from callmark.pack import LABEL_COLS, RANGE_COLS, SCHEMA, PackTable, hash_hex, rows_hash, table_hash
 from callmark.pack_codec import quantize_reporters
 from callmark.pack_wire import Delta, encode_delta, encode_full
-from trainer.packs import synthetic_keys, synthetic_table
+from trainer.packs import synthetic_table
 
 NAME = "CN-full"
 
@@ -86,6 +86,24 @@ def _bulk_insert(npz_path: str, dest: str) -> dict:
     return {}
 
 
+def lookup_latency(path: str, hits: np.ndarray, n: int = 20_000, seed: int = 0, layered: bool = False) -> dict:
+    """Lookup p50 / p99 in µs: half hits, half misses (key + 1), 2,000 warm-up lookups."""
+    from callmark.pack import PackReader
+    from callmark.pack_layers import LayeredReader
+    rng = np.random.default_rng(seed)
+    probes = np.concatenate([rng.choice(hits, n // 2), rng.choice(hits, n // 2) + 1])
+    rng.shuffle(probes)
+    ts = []
+    with (LayeredReader(path) if layered else PackReader(path)) as r:
+        for k in probes[:2000].tolist():
+            r.lookup(k)
+        for k in probes.tolist():
+            a = time.perf_counter()
+            r.lookup(k)
+            ts.append(time.perf_counter() - a)
+    return {"lookup_p50_us": float(np.percentile(ts, 50) * 1e6), "lookup_p99_us": float(np.percentile(ts, 99) * 1e6)}
+
+
 # ---------------------------------------------------------------- daily deltas
 
 def daily_delta(t: PackTable, seed: int, relabel: float = 0.005, remove: float = 0.0025,
@@ -138,10 +156,11 @@ def _save_rows(t: PackTable, path: str):
              n_key=np.array(keys, np.int64), n_name=np.array([t.names[k] for k in keys]))
 
 
-def bench_sync(n: int, tmp: str, days: int = 30, lookups: int = 20_000) -> dict:
-    """Expand a full pack of n entries onto a layered pack, then apply `days` daily deltas."""
+def bench_sync(n: int, tmp: str, days: int = 30, lookups: int = 20_000, policy=None) -> dict:
+    """Expand a full pack of n entries onto a layered pack, then apply `days` daily deltas
+    (`policy`: a callmark.pack_layers.LayerPolicy, default its defaults)."""
     from callmark import pack_layers
-    from tools.bench.packs import _lookup_latency
+    policy = policy or pack_layers.LayerPolicy()
     work = os.path.join(tmp, f"sync{n}")
     os.makedirs(work, exist_ok=True)
     t = synthetic_table(n, 1, 20400, max(10, n // 500))
@@ -150,7 +169,7 @@ def bench_sync(n: int, tmp: str, days: int = 30, lookups: int = 20_000) -> dict:
     with open(wire, "wb") as f:
         f.write(encode_full(t, {"name": NAME, "region": "CN", "tier": "full", "version": 1, "state_hash": hash_hex(h)}))
     _save_rows(t, os.path.join(work, "rows.npz"))
-    res = {"entries": t.entries, "days": []}
+    res = {"entries": t.entries, "days": [], "policy": policy.to_dict()}
     res["bulk_insert"] = measure("bulk_insert", os.path.join(work, "rows.npz"), os.path.join(work, "bulk.sqlite"))
     res["base_bytes"] = os.path.getsize(os.path.join(work, "bulk.sqlite"))
     phone = os.path.join(work, "phone")
@@ -167,13 +186,13 @@ def bench_sync(n: int, tmp: str, days: int = 30, lookups: int = 20_000) -> dict:
             f.write(encode_delta(d, {"name": NAME, "from_version": day, "version": day + 1,
                                      "from_state_hash": hash_hex(h), "state_hash": hash_hex(h2),
                                      "entries": t2.entries}))
-        row = measure("apply", phone, blob, hash_hex(h2))
+        row = measure("apply", phone, blob, hash_hex(h2), None, policy)
         row.update(day=day, changed=d.changed, delta_bytes=os.path.getsize(blob), **pack_layers.layer_stats(phone))
         if day == 1:  # baseline: today's copy-on-write apply of the single file
             res["apply_file"] = measure("apply_file", plain, blob, hash_hex(h2))
             os.remove(plain)
         if row["layer"] != "base" and len(row["rows"]) == 3 or day == days:
-            row.update(_lookup_latency(phone, t2.labels["key"], n=lookups, layered=True))
+            row.update(lookup_latency(phone, t2.labels["key"], n=lookups, layered=True))
         res["days"].append(row)
         t, h = t2, h2
     res["compact"] = measure("compact", phone)  # forced, on whatever overlays day `days` left (may be none)
@@ -213,7 +232,7 @@ def report(r: dict) -> list[str]:
     """Printable lines of a bench_sync result."""
     mb = 1 << 20
     return [
-        f"layered {r['entries']:>9,}: base {r['base_bytes'] / mb:.1f} MB; {len(r['days'])} daily deltas "
+        f"layered {r['entries']:>9,} (policy {r['policy']}): base {r['base_bytes'] / mb:.1f} MB; {len(r['days'])} daily deltas "
         f"(~{np.mean([d['changed'] for d in r['days']]):,.0f} changes each) wrote {r['apply_write_mean'] / mb:.2f} MB "
         f"per delta on average = {r['apply_write_share']:.1%} of the base (max {r['apply_write_max_share']:.0%}; "
         f"{r['compactions']} compaction(s); levels written {r['levels']}); copy-on-write file apply "
@@ -237,7 +256,10 @@ def report(r: dict) -> list[str]:
 @click.command()
 @click.option("--sizes", default="1000000", show_default=True, help="Entries per pack, comma-separated.")
 @click.option("--days", default=30, show_default=True, help="Daily deltas to apply.")
-def main(sizes, days):
+@click.option("--recent-share", default=0.05, show_default=True, type=float,
+              help="LayerPolicy.recent_share (a huge value: one overlay only).")
+@click.option("--settled-share", default=0.25, show_default=True, type=float, help="LayerPolicy.settled_share.")
+def main(sizes, days, recent_share, settled_share):
     """Daily-delta sync cost on a layered pack.
 
     Example: python -m tools.bench.pack_sync --sizes 100000 --days 10
@@ -245,7 +267,8 @@ def main(sizes, days):
     import tempfile
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         for n in [int(s) for s in sizes.split(",") if s.strip()]:
-            for line in report(bench_sync(n, tmp, days)):
+            from callmark.pack_layers import LayerPolicy
+            for line in report(bench_sync(n, tmp, days, policy=LayerPolicy(recent_share, settled_share))):
                 click.echo(line)
 
 

@@ -1,8 +1,11 @@
 """Benchmark label packs: sizes against an entropy reference and zstd of the SQLite file, build /
-expand / apply times, lookup latency, and real data (FTC complaint stream, PhoneBlock list).
+expand / apply times, lookup latency, real data (FTC complaint stream, PhoneBlock list), and the sync
+cost on the phone's layered pack (tools/bench/pack_sync.py: bytes written as the OS accounts them,
+peak memory and time of apply, compaction and expand, against baselines in the same run).
 
 Example:
-  .venv/bin/python -m tools.bench.packs --sizes 100000,1000000,5000000 --data ../shared/data
+  .venv/bin/python -m tools.bench.packs --sizes 100000,1000000,5000000 --data ../shared/data \
+      --layer-sizes 1000000,5000000
 """
 from __future__ import annotations
 
@@ -19,8 +22,10 @@ import click
 import numpy as np
 import zstandard
 
-from callmark.pack import PackReader, apply_delta, expand_wire, hash_hex, pack_state_hash, table_hash
+from callmark.pack import apply_delta, expand_wire, hash_hex, pack_state_hash, table_hash
 from callmark.pack_wire import encode_delta, encode_full
+from callmark.pack_layers import layer_stats, verify
+from tools.bench.pack_sync import lookup_latency as _lookup_latency, measure
 from trainer.packs import (
     PackConfig, build_packs, diff_tables, entropy_reference, make_table, synthetic_table,
 )
@@ -32,22 +37,6 @@ def _timed(fn, *a, **kw):
     t0 = time.perf_counter()
     out = fn(*a, **kw)
     return out, time.perf_counter() - t0
-
-
-def _lookup_latency(path: str, hits: np.ndarray, n: int = 20_000, seed: int = 0, layered: bool = False) -> dict:
-    from callmark.pack_layers import LayeredReader
-    rng = np.random.default_rng(seed)
-    probes = np.concatenate([rng.choice(hits, n // 2), rng.choice(hits, n // 2) + 1])
-    rng.shuffle(probes)
-    ts = []
-    with (LayeredReader(path) if layered else PackReader(path)) as r:
-        for k in probes[:2000].tolist():
-            r.lookup(k)
-        for k in probes.tolist():
-            a = time.perf_counter()
-            r.lookup(k)
-            ts.append(time.perf_counter() - a)
-    return {"lookup_p50_us": float(np.percentile(ts, 50) * 1e6), "lookup_p99_us": float(np.percentile(ts, 99) * 1e6)}
 
 
 def _churn(t, seed: int, share: float = 0.01):
@@ -149,6 +138,7 @@ def bench_ftc(path: str, tmp: str) -> dict:
     days, bad = _ftc_days(path)
     counts, last, rows, prev_keys, prev_blob, prev_h = {}, {}, [], None, None, None
     phone = os.path.join(tmp, "ftc-phone.sqlite")
+    layered = os.path.join(tmp, "ftc-phone")  # the handset's layered pack, fed the same deltas
     for i, (day, keys) in enumerate(days.items()):
         dnum = (dt.date.fromisoformat(day) - dt.date(1970, 1, 1)).days
         arr = np.array(keys, dtype=np.int64)
@@ -172,6 +162,7 @@ def bench_ftc(path: str, tmp: str) -> dict:
             f.write(blob)
         if prev_blob is None:
             _, row["expand_s"] = _timed(expand_wire, wire, phone, None, h)
+            measure("install", wire, layered, None, h)
         else:
             d = diff_tables(prev_blob, t)
             dblob = encode_delta(d, {"name": "US-full", "from_version": i, "version": i + 1,
@@ -179,7 +170,12 @@ def bench_ftc(path: str, tmp: str) -> dict:
             dpath = os.path.join(tmp, "ftc.delta")
             with open(dpath, "wb") as f:
                 f.write(dblob)
-            _, row["apply_s"] = _timed(apply_delta, phone, dpath, h)
+            file_apply = measure("apply_file", phone, dpath, h)  # copy-on-write of the single file
+            lay = measure("apply", layered, dpath, h)
+            st = layer_stats(layered)
+            row.update(apply_s=file_apply["s"], apply_write_bytes=file_apply["write_bytes"],
+                       layered_apply_s=lay["s"], layered_write_bytes=lay["write_bytes"], layered_level=lay["layer"],
+                       layered_base_bytes=st["bytes"]["base"])
             row.update(delta_bytes=len(dblob), delta_upserts=d.upserts.n_labels, delta_removals=len(d.removals),
                        delta_B_per_change=len(dblob) / max(1, d.changed),
                        delta_over_full_B_per_entry=(len(dblob) / max(1, d.changed)) / (len(blob) / t.entries),
@@ -188,8 +184,15 @@ def bench_ftc(path: str, tmp: str) -> dict:
         prev_keys, prev_blob, prev_h = t.labels["key"], t, h
         rows.append(row)
     assert pack_state_hash(phone) == prev_h, "FTC delta chain diverged from the rebuilt pack"
+    assert verify(layered)["state_hash"] == prev_h, "layered FTC chain diverged from the rebuilt pack"
     os.remove(phone)
-    return {"malformed_rows": bad, "days": rows}
+    shutil.rmtree(layered)
+    dd = [r for r in rows if "layered_write_bytes" in r]
+    summary = {"deltas": len(dd),
+               "layered_write_share": float(np.mean([r["layered_write_bytes"] / r["layered_base_bytes"] for r in dd])),
+               "file_write_share": float(np.mean([r["apply_write_bytes"] / r["layered_base_bytes"] for r in dd])),
+               "levels": {lv: sum(r["layered_level"] == lv for r in dd) for lv in ("recent", "settled", "base")}}
+    return {"malformed_rows": bad, "days": rows, "sync": summary}
 
 
 def bench_phoneblock(path: str, tmp: str) -> dict:
@@ -224,12 +227,15 @@ def bench_phoneblock(path: str, tmp: str) -> dict:
               help="Folder with ftc-dnc/ and phoneblock-de/ (skipped when missing).")
 @click.option("--sqlite-zstd-level", default=19, show_default=True, help="zstd level for the SQLite baseline.")
 @click.option("--json-out", default=None, type=click.Path(dir_okay=False), help="Also write all figures here.")
-def main(sizes, data, sqlite_zstd_level, json_out):
+@click.option("--layer-sizes", default="", show_default=True,
+              help="Entries for the layered-pack sync benchmark (30 daily deltas each), e.g. 1000000,5000000.")
+@click.option("--layer-days", default=30, show_default=True, help="Daily deltas in the sync benchmark.")
+def main(sizes, data, sqlite_zstd_level, json_out, layer_sizes, layer_days):
     """Pack benchmark (see module docstring).
 
     Example: python -m tools.bench.packs --sizes 100000,1000000 --data ../shared/data
     """
-    res = {"synthetic": [], "ftc": None, "phoneblock": None}
+    res = {"synthetic": [], "ftc": None, "phoneblock": None, "layered": []}
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         for n in [int(s) for s in sizes.split(",") if s.strip()]:
             r = bench_synthetic(n, tmp, sqlite_zstd_level)
@@ -245,13 +251,18 @@ def main(sizes, data, sqlite_zstd_level, json_out):
         ftc = os.path.join(data, "ftc-dnc", "complaint_numbers_by_day.csv.gz")
         if os.path.isfile(ftc):
             res["ftc"] = f = bench_ftc(ftc, tmp)
-            click.echo(f"FTC: {f['malformed_rows']} malformed rows skipped")
+            click.echo(f"FTC: {f['malformed_rows']} malformed rows skipped; on the phone's layered pack "
+                       f"{f['sync']['deltas']} daily deltas wrote {f['sync']['layered_write_share']:.1%} of the "
+                       f"base per delta on average (levels {f['sync']['levels']}), the single-file apply "
+                       f"{f['sync']['file_write_share']:.0%}")
             for r in f["days"]:
                 extra = ""
                 if "delta_bytes" in r:
                     extra = (f" delta {r['delta_bytes']:,} B ({r['delta_upserts']:,} upserts, "
                              f"{r['delta_B_per_change']:.2f} B/change = {r['delta_over_full_B_per_entry']:.2f}x, "
-                             f"{r['delta_share_of_full']:.1%} of full); next-day coverage "
+                             f"{r['delta_share_of_full']:.1%} of full); phone writes "
+                             f"{r['layered_write_bytes']:,} B ({r['layered_level']}) vs {r['apply_write_bytes']:,} "
+                             f"B single file; next-day coverage "
                              f"{r['covered_complaints']:.1%} of complaints")
                 click.echo(f"  {r['day']}: {r['entries']:,} entries, wire {r['wire_B_per_entry']:.2f} B/entry "
                            f"({r['wire_over_reference']:.3f}x ref){extra}")
@@ -261,6 +272,12 @@ def main(sizes, data, sqlite_zstd_level, json_out):
             click.echo(f"PhoneBlock: {p['entries']:,} entries, wire {p['wire_B_per_entry']:.2f} B/entry "
                        f"(reference {p['reference_B_per_entry']:.2f}, ratio {p['wire_over_reference']:.3f}; "
                        f"PhoneBlock's own router pack 8 B/entry), sqlite {p['sqlite_B_per_entry']:.1f} B/entry")
+        from tools.bench.pack_sync import bench_sync, report
+        for n in [int(s) for s in layer_sizes.split(",") if s.strip()]:
+            r = bench_sync(n, tmp, layer_days)
+            res["layered"].append(r)
+            for line in report(r):
+                click.echo(line)
     if json_out:
         with open(json_out, "w") as f:
             json.dump(res, f, indent=1)
