@@ -222,11 +222,16 @@ def merge_select(table: str, layers: list, keep_dead: bool) -> str:
     return " UNION ALL ".join(arms) + f" ORDER BY {order}"
 
 
-def lookup_sql(overlays: list) -> str:
-    """The layered lookup statement (?1 = key, ?2 = max range size); `overlays` top first."""
+def lookup_sql(overlays: list, range_overlays: list | None = None) -> str:
+    """The layered lookup statement (?1 = key, ?2 = max range size); `overlays` top first.
+
+    `range_overlays`: the overlays that hold range rows (default all); the others get no range arm
+    (most deltas change no range, and each arm costs a B-tree descent per lookup).
+    """
     if not overlays:
         return LOOKUP_SQL
     layers = list(overlays) + ["main"]
+    rlayers = [s for s in overlays if range_overlays is None or s in range_overlays] + ["main"]
     arms = []
     for i, s in enumerate(layers):
         conds = [f"NOT EXISTS (SELECT 1 FROM {h}.labels h WHERE h.key = ?1)" for h in layers[:i]]
@@ -236,8 +241,8 @@ def lookup_sql(overlays: list) -> str:
                     f"(SELECT name FROM {s}.businesses b WHERE b.key = l.key) END FROM {s}.labels l "
                     "WHERE key = ?1" + "".join(f" AND {c}" for c in conds))
     rarms = []
-    for i, s in enumerate(layers):
-        conds = ["x.start <= ?1", "x.start > ?1 - ?2", "x.start + x.size > ?1"] + _not_shadowed("ranges", layers[:i])
+    for i, s in enumerate(rlayers):
+        conds = ["x.start <= ?1", "x.start > ?1 - ?2", "x.start + x.size > ?1"] + _not_shadowed("ranges", rlayers[:i])
         if s != "main":
             conds.append("x.dead = 0")
         rarms.append("SELECT x.size, x.start, x.category, x.confidence, x.numbers, x.flags, x.last_day, NULL "
@@ -263,7 +268,8 @@ class LayeredReader(PackReader):
         self._max_range = int(self.meta.get("max_range_size", MAX_RANGE_SIZE))
         self._cats = {code: (key, action) for code, key, action in
                       self._con.execute("SELECT code, key, action FROM categories")}
-        self._sql = lookup_sql(list(reversed(over)))
+        with_ranges = [s for s in over if self._con.execute(f"SELECT EXISTS (SELECT 1 FROM {s}.ranges)").fetchone()[0]]
+        self._sql = lookup_sql(list(reversed(over)), with_ranges)
         self._stmt = self._con.cursor()
 
     def lookup(self, key: int) -> Label | None:
