@@ -1,4 +1,4 @@
-"""The pack on the phone: an immutable base plus overlays of the changes since (ADR 0005).
+"""The pack on the phone: an immutable base plus overlays of the changes since (ADR 0006).
 
 A *layered pack* is a directory (docs/pack-format.md §9):
 
