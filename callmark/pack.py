@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 PACK_FORMAT = 1  # SQLite schema version (also PRAGMA user_version)
-_CHUNK = 500  # bound parameters per statement (Android's SQLite allows 999)
+PARAMS_PER_STATEMENT = 500  # bound parameters per IN (...) statement (Android's SQLite allows 999)
 _MAX_PARAMS = 999  # SQLITE_MAX_VARIABLE_NUMBER before 3.32 (Android 3.9)
 
 SCHEMA = (
@@ -135,7 +135,8 @@ def _insert_columns(con: sqlite3.Connection, table: str, cols: list, block: int 
         con.executemany(f"INSERT INTO {table} VALUES {one}", np.stack([c[full:] for c in cols], axis=1).tolist())
 
 
-def _meta(con: sqlite3.Connection) -> dict:
+def check_meta(con: sqlite3.Connection) -> dict:
+    """The `meta` table of the pack open on `con` (main schema); PackFormatError if not a format-1 pack."""
     try:
         meta = dict(con.execute("SELECT k, v FROM meta"))
     except sqlite3.DatabaseError as exc:
@@ -150,7 +151,7 @@ def read_pack_meta(path: str) -> dict:
     _must_exist(path)
     con = _connect(path, readonly=True)
     try:
-        return _meta(con)
+        return check_meta(con)
     finally:
         con.close()
 
@@ -160,7 +161,7 @@ def read_pack_table(path: str) -> tuple[dict, PackTable]:
     _must_exist(path)
     con = _connect(path, readonly=True)
     try:
-        meta = _meta(con)
+        meta = check_meta(con)
         lab = _fetch_array(con, f"SELECT {','.join(LABEL_COLS)} FROM labels ORDER BY key", len(LABEL_COLS))
         rng = _fetch_array(con, f"SELECT {','.join(RANGE_COLS)} FROM ranges ORDER BY start, size",
                            len(RANGE_COLS))
@@ -220,7 +221,7 @@ class PackReader:
         _must_exist(path)
         self.path = path
         self._con = _connect(path, readonly=True)
-        self.meta = _meta(self._con)
+        self.meta = check_meta(self._con)
         self._max_range = int(self.meta.get("max_range_size", MAX_RANGE_SIZE))
         self._cats = {code: (key, action) for code, key, action in
                       self._con.execute("SELECT code, key, action FROM categories")}
@@ -296,7 +297,8 @@ def _discard(tmp: str):
             os.remove(p)
 
 
-def _read_blob(path: str, expected_sha256: str | None) -> bytes:
+def read_blob(path: str, expected_sha256: str | None) -> bytes:
+    """The bytes of a wire blob, checked against `expected_sha256` (PackIntegrityError) when given."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no wire blob at {path}")
     with open(path, "rb") as f:
@@ -321,7 +323,7 @@ def expand_wire(wire_path: str, sqlite_path: str, expected_sha256: str | None = 
     Raises PackStateMismatch (nothing written) when the content does not hash to the header's or the
     expected state hash.
     """
-    header, t, cats = decode_full(_read_blob(wire_path, expected_sha256))
+    header, t, cats = decode_full(read_blob(wire_path, expected_sha256))
     h = hash_hex(table_hash(t))
     for want in (header.get("state_hash"), expected_state_hash):
         if want and want != h:
@@ -340,8 +342,8 @@ def expand_wire(wire_path: str, sqlite_path: str, expected_sha256: str | None = 
 
 def _fetch(con, sql_head: str, keys: list) -> list:
     out = []
-    for s in range(0, len(keys), _CHUNK):
-        chunk = keys[s:s + _CHUNK]
+    for s in range(0, len(keys), PARAMS_PER_STATEMENT):
+        chunk = keys[s:s + PARAMS_PER_STATEMENT]
         out += con.execute(f"{sql_head} IN ({','.join('?' * len(chunk))})", chunk).fetchall()
     return out
 
@@ -394,7 +396,7 @@ def apply_delta(pack_path: str, delta_blob_path: str, expected_state_hash: str |
     only and must equal the delta's target (and `expected_state_hash`, e.g. the manifest's), else the
     copy is discarded and PackStateMismatch is raised: fetch the full pack then.
     """
-    header, d = decode_delta(_read_blob(delta_blob_path, expected_sha256))
+    header, d = decode_delta(read_blob(delta_blob_path, expected_sha256))
     meta = read_pack_meta(pack_path)
     if header.get("name") and meta.get("name") and header["name"] != meta["name"]:
         raise PackStateMismatch(f"delta is for pack {header['name']!r}, this pack is {meta['name']!r}")

@@ -31,35 +31,24 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from callmark.files import commit_file, fsync_dir
 from callmark.pack import (
-    LABEL_COLS, LOOKUP_SQL, MAX_RANGE_SIZE, PACK_FORMAT, RANGE_COLS, SCHEMA, Label, PackError,
-    PackFormatError, PackIntegrityError, PackReader, PackStateMismatch, PackTable, _CHUNK, _commit_file,
-    _fsync_dir, _meta, _read_blob, decode_delta, expand_wire, hash_hex, rows_hash, table_hash,
+    LABEL_COLS, MAX_RANGE_SIZE, PACK_FORMAT, RANGE_COLS, SCHEMA, Label, PackError,
+    PackFormatError, PackIntegrityError, PackReader, PackStateMismatch, PackTable, PARAMS_PER_STATEMENT,
+    check_meta, decode_delta, expand_wire, hash_hex, read_blob, rows_hash, table_hash,
 )
+from callmark.pack_layer_sql import OVERLAY_SCHEMA, lookup_sql, merge_select
 
 __all__ = [
     "LAYOUT_FORMAT", "HEAD_NAME", "LayerPolicy", "LayeredReader", "is_layered", "read_head", "read_meta",
     "install_full", "adopt_file", "apply_delta", "compact", "read_table", "state_hash", "verify",
-    "layer_stats", "OVERLAY_SCHEMA",
+    "layer_stats", "remove", "OVERLAY_SCHEMA", "lookup_sql", "merge_select",
 ]
 
 LAYOUT_FORMAT = 1
 HEAD_NAME = "HEAD"
 LEVELS = ("base", "settled", "recent")  # bottom to top
 _FILE_RE = re.compile(r"^(base|settled|recent)-(\d{6,})\.sqlite(-journal)?$")
-
-OVERLAY_SCHEMA = (
-    "CREATE TABLE meta (k TEXT PRIMARY KEY NOT NULL, v TEXT NOT NULL)",
-    "CREATE TABLE labels (key INTEGER PRIMARY KEY, category INTEGER, confidence INTEGER, "
-    "reporters INTEGER, flags INTEGER, last_day INTEGER, dead INTEGER NOT NULL)",
-    "CREATE TABLE ranges (start INTEGER NOT NULL, size INTEGER NOT NULL, category INTEGER, "
-    "confidence INTEGER, numbers INTEGER, flags INTEGER, last_day INTEGER, dead INTEGER NOT NULL, "
-    "PRIMARY KEY (start, size)) WITHOUT ROWID",
-    "CREATE TABLE businesses (key INTEGER PRIMARY KEY, name TEXT NOT NULL)",
-)
-_KEYS = {"labels": ("key",), "ranges": ("start", "size"), "businesses": ("key",)}
-_COLS = {"labels": LABEL_COLS, "ranges": RANGE_COLS, "businesses": ("key", "name")}
-
 
 @dataclass
 class LayerPolicy:
@@ -116,7 +105,7 @@ def _write_head(pack_dir: str, head: dict) -> None:
     tmp = os.path.join(pack_dir, f".{HEAD_NAME}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(head, f, indent=1, sort_keys=True)
-    _commit_file(tmp, os.path.join(pack_dir, HEAD_NAME))
+    commit_file(tmp, os.path.join(pack_dir, HEAD_NAME))
 
 
 def _gc(pack_dir: str, head: dict | None) -> None:
@@ -190,67 +179,6 @@ def _open_snapshot(pack_dir: str) -> tuple[dict, sqlite3.Connection, list]:
                              "install the full pack again")
 
 
-# ---------------------------------------------------------------- merge SQL (SQLite 3.9 compatible)
-
-def _not_shadowed(table: str, higher: list, alias: str = "x") -> list:
-    """Conditions: no higher layer holds a row with this row's key (labels decide for businesses)."""
-    src = "labels" if table == "businesses" else table
-    return [f"NOT EXISTS (SELECT 1 FROM {h}.{src} h WHERE "
-            + " AND ".join(f"h.{k} = {alias}.{k}" for k in _KEYS[table]) + ")" for h in higher]
-
-
-def merge_select(table: str, layers: list, keep_dead: bool) -> str:
-    """One ordered SELECT of the effective rows of `table` over `layers` (top first).
-
-    `layers` are (schema, has_dead) pairs. Rows come out in key order: a compound SELECT with ORDER BY
-    is run by SQLite as a merge of its arms, each read in index order (no sort, no temp B-tree).
-    """
-    cols = _COLS[table]
-    arms = []
-    for i, (schema, has_dead) in enumerate(layers):
-        higher = [s for s, _ in layers[:i]]
-        conds = _not_shadowed(table, higher)
-        sel = ", ".join(f"x.{c}" for c in cols)
-        if table != "businesses":
-            dead = "x.dead" if has_dead else "0"
-            if keep_dead:
-                sel += f", {dead}"
-            elif has_dead:
-                conds.append("x.dead = 0")
-        arms.append(f"SELECT {sel} FROM {schema}.{table} x" + (" WHERE " + " AND ".join(conds) if conds else ""))
-    order = ", ".join(str(i + 1) for i in range(len(_KEYS[table])))
-    return " UNION ALL ".join(arms) + f" ORDER BY {order}"
-
-
-def lookup_sql(overlays: list, range_overlays: list | None = None) -> str:
-    """The layered lookup statement (?1 = key, ?2 = max range size); `overlays` top first.
-
-    `range_overlays`: the overlays that hold range rows (default all); the others get no range arm
-    (most deltas change no range, and each arm costs a B-tree descent per lookup).
-    """
-    if not overlays:
-        return LOOKUP_SQL
-    layers = list(overlays) + ["main"]
-    rlayers = [s for s in overlays if range_overlays is None or s in range_overlays] + ["main"]
-    arms = []
-    for i, s in enumerate(layers):
-        conds = [f"NOT EXISTS (SELECT 1 FROM {h}.labels h WHERE h.key = ?1)" for h in layers[:i]]
-        if s != "main":
-            conds.append("dead = 0")
-        arms.append("SELECT 0, key, category, confidence, reporters, flags, last_day, CASE WHEN flags & 1 THEN "
-                    f"(SELECT name FROM {s}.businesses b WHERE b.key = l.key) END FROM {s}.labels l "
-                    "WHERE key = ?1" + "".join(f" AND {c}" for c in conds))
-    rarms = []
-    for i, s in enumerate(rlayers):
-        conds = ["x.start <= ?1", "x.start > ?1 - ?2", "x.start + x.size > ?1"] + _not_shadowed("ranges", rlayers[:i])
-        if s != "main":
-            conds.append("x.dead = 0")
-        rarms.append("SELECT x.size, x.start, x.category, x.confidence, x.numbers, x.flags, x.last_day, NULL "
-                     f"FROM {s}.ranges x WHERE " + " AND ".join(conds))
-    return (" UNION ALL ".join(arms) + " UNION ALL SELECT * FROM (" + " UNION ALL ".join(rarms)
-            + " ORDER BY 1 LIMIT 1) LIMIT 1")
-
-
 # ---------------------------------------------------------------- reading
 
 class LayeredReader(PackReader):
@@ -263,7 +191,7 @@ class LayeredReader(PackReader):
     def __init__(self, pack_dir: str):  # noqa: D107 - PackReader's interface
         self.path = pack_dir
         self.head, self._con, over = _open_snapshot(pack_dir)
-        _meta(self._con)  # the base must be a format-1 pack
+        check_meta(self._con)  # the base must be a format-1 pack
         self.meta = dict(self.head["meta"])
         self._max_range = int(self.meta.get("max_range_size", MAX_RANGE_SIZE))
         self._cats = {code: (key, action) for code, key, action in
@@ -349,7 +277,7 @@ def _commit_base(pack_dir: str, base_file: str, gen: int) -> dict:
 def _base_meta(path: str) -> dict:
     con = sqlite3.connect(_uri(path), uri=True)
     try:
-        return _meta(con)
+        return check_meta(con)
     finally:
         con.close()
 
@@ -413,8 +341,8 @@ def _old_rows(con, over: list, d) -> tuple[np.ndarray, np.ndarray, dict]:
     for s in layers:
         dead = "l.dead" if s != "main" else "0"
         todo = [k for k in keys if k not in found]
-        for c in range(0, len(todo), _CHUNK):
-            chunk = todo[c:c + _CHUNK]
+        for c in range(0, len(todo), PARAMS_PER_STATEMENT):
+            chunk = todo[c:c + PARAMS_PER_STATEMENT]
             for row in con.execute(
                     f"SELECT {', '.join('l.' + x for x in LABEL_COLS)}, {dead}, b.name FROM {s}.labels l "
                     f"LEFT JOIN {s}.businesses b ON b.key = l.key WHERE l.key IN ({','.join('?' * len(chunk))})",
@@ -518,7 +446,7 @@ def apply_delta(pack_dir: str, delta_blob_path: str, expected_state_hash: str | 
     is rewritten; HEAD then names it (atomic), and superseded files are deleted.
     """
     policy = policy or LayerPolicy()
-    header, d = decode_delta(_read_blob(delta_blob_path, expected_sha256))
+    header, d = decode_delta(read_blob(delta_blob_path, expected_sha256))
     with _writer_lock(pack_dir):
         head, con, over = _open_snapshot(pack_dir)
         try:
@@ -599,5 +527,5 @@ def remove(pack_dir: str) -> None:
         p = os.path.join(pack_dir, HEAD_NAME)
         if os.path.exists(p):
             os.remove(p)
-            _fsync_dir(pack_dir)
+            fsync_dir(pack_dir)
         _gc(pack_dir, None)
