@@ -54,7 +54,7 @@ _FILE_RE = re.compile(r"^(base|settled|recent)-(\d{6,})\.sqlite(-journal)?$")
 class LayerPolicy:
     """When a delta goes to `recent`, to `settled`, or compacts into a new base (shares of base rows).
 
-    Defaults from tools/bench/packs.py: 30 daily 1 % deltas write ~5-8 % of the base per delta on
+    Defaults from tools/bench/packs.py: 30 daily 1 % deltas write ~8 % of the base per delta on
     average with one compaction about every 25 days (docs/benchmarks.md).
     """
 
