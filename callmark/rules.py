@@ -28,6 +28,17 @@ from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_MODEL, FLAG_RANGE, FLAG
 ALLOW, LABEL, WARN, SILENCE, REJECT = "allow", "label", "warn", "silence", "reject"
 ACTIONS = (ALLOW, LABEL, WARN, SILENCE, REJECT)
 SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
+# The one definition of a flagged call (a warn or block decision), used by the handset replay, the
+# model evaluation, the release gate and the demo summary. A label alone (delivery, taxi, "suspected
+# ...") is not a flag.
+FLAGGED_ACTIONS = (WARN, SILENCE, REJECT)
+
+
+def is_flagged(action: str) -> bool:
+    """True when `action` warns, silences or rejects the call (see FLAGGED_ACTIONS)."""
+    return action in FLAGGED_ACTIONS
+
+
 VERIFICATION = ("passed", "failed", "none")
 
 
@@ -295,7 +306,10 @@ def evaluate_rules(call: CallFacts, known: bool, same: int, unknown: int,
 
 # ---------------------------------------------------------------- the decision chain
 
-def _label_action(category_key: str | None, confidence: float, policy: Policy) -> str:
+def label_action(category_key: str | None, confidence: float, policy: Policy) -> str:
+    """The action an exact pack label of `category_key` at `confidence` (0..1) takes under `policy`:
+    benign categories only label; harmful ones warn (or reject at high confidence for block
+    categories); below `policy.warn_confidence` they only label."""
     if category_key is None or not _cats.is_key(category_key):
         return LABEL
     cat = _cats.by_key(category_key)
@@ -360,7 +374,7 @@ def decide(call: CallFacts, *, user_list: str | None = None, label: Any = None,
             return d
         is_range = getattr(label, "source", "exact") == "range" or bool(flags & FLAG_RANGE)
         step = "pack_range" if is_range else "pack_exact"
-        action = _label_action(ck, conf, policy)
+        action = label_action(ck, conf, policy)
         if flags & FLAG_APPEAL_SUPPRESSED:
             action = _cap(action, LABEL)
         if is_range:

@@ -11,6 +11,7 @@ import json
 import random
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -271,10 +272,20 @@ class Handset:
             rules = evaluate_rules(call, known, same + 1, unknown + (not known), self.rules)
         runner = self._model() if user is None and lab is None else None
         model = (lambda: runner.score(self._raw_facts(number, t, call, callee, key, in_contacts))) if runner else None
-        d = decide(call, user_list=user, label=lab, model=model, rules=rules, policy=self.policy)
+        d = decide(call, user_list=user, label=lab, model=model, rules=rules, policy=self._policy_for(runner))
         if record:
             self._record(callee, t, key, not known, answered, talk_s)
         return d
+
+    def _policy_for(self, runner) -> Policy:
+        """The policy, with the model's warn threshold taken from its contract when the release chose
+        one (`contract.json["warn_risk"]`: the risk at the evaluated false-positive budget)."""
+        extra = getattr(getattr(runner, "contract", None), "extra", None) or {}
+        warn = extra.get("warn_risk")
+        if not isinstance(warn, (int, float)) or not 0.0 < float(warn) <= 1.0:
+            return self.policy
+        warn = float(warn)
+        return replace(self.policy, model_warn_risk=warn, model_label_risk=min(self.policy.model_label_risk, warn))
 
     def _raw_facts(self, number: str, t: float, call: CallFacts, callee: str, key: int | None,
                    in_contacts: bool) -> dict:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 
+from callmark.rules import FLAGGED_ACTIONS as FLAGGED  # the one definition of a flagged call
 from tools.handset_store import HandsetError
 
 CALLS_COLUMNS = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answered", "direction",
                  "presentation", "verification")
-FLAGGED = ("warn", "silence", "reject")
 
 
 def _float(v: str) -> float | None:
