@@ -18,15 +18,12 @@ from typing import Iterator
 import numpy as np
 
 from callmark.labels import FLAG_MODEL, FLAG_VERIFIED, read_labels
+from trainer.call_records import FeatureInputError, _parse_ts, iter_records  # noqa: F401  (re-exported)
 
 CALL_COLUMNS = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answered", "direction",
                 "presentation", "verification")
 LOCAL_OFFSET_S = 8 * 3600  # China local time = UTC+8 (hour-of-day features use local time)
 SHORT_RING_S = 3.0  # a ring under this, unanswered, counts as a one-ring attempt
-
-
-class FeatureInputError(ValueError):
-    """A calls / feature table that cannot be read (missing columns, bad values)."""
 
 
 @dataclass
@@ -56,66 +53,11 @@ class FeatureTable:
         return path
 
 
-def _parse_ts(values) -> np.ndarray:
-    """ISO-8601 UTC strings (`2026-03-01T16:00:30Z`) -> epoch seconds (float64)."""
-    try:
-        if all(len(v) == 20 and v[-1] == "Z" for v in values):
-            return np.asarray([v[:19] for v in values], dtype="datetime64[s]").astype(np.int64).astype(np.float64)
-        out = np.empty(len(values), dtype=np.float64)
-        for i, v in enumerate(values):
-            t = datetime.fromisoformat(v)
-            out[i] = (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
-        return out
-    except ValueError as exc:
-        raise FeatureInputError(f"bad call start time ({exc}); expected ISO-8601 like 2026-03-01T16:00:30Z") from None
-
-
-def _float_col(values, name: str) -> np.ndarray:
-    try:
-        return np.asarray([float(v) if v != "" else 0.0 for v in values], dtype=np.float64)
-    except ValueError as exc:
-        raise FeatureInputError(f"column {name!r} must be numeric: {exc}") from None
-
-
-def iter_call_chunks(calls_csv, chunk_rows: int = 250_000) -> Iterator[dict[str, np.ndarray]]:
-    """Stream calls.csv as dicts of column arrays (`start` as epoch seconds, answered as 0/1)."""
-    path = Path(calls_csv)
-    if not path.is_file():
-        raise FeatureInputError(f"calls file {path} not found; generate one with `callmark simulate --out DIR`")
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise FeatureInputError(f"{path} is empty")
-        missing = [c for c in CALL_COLUMNS if c not in header]
-        if missing:
-            raise FeatureInputError(f"{path} lacks columns {missing}; expected {','.join(CALL_COLUMNS)}")
-        idx = [header.index(c) for c in CALL_COLUMNS]
-        while True:
-            rows = []
-            for row in reader:
-                rows.append(row)
-                if len(rows) >= chunk_rows:
-                    break
-            if not rows:
-                return
-            try:
-                cols = list(zip(*[[r[i] for i in idx] for r in rows]))
-            except IndexError:
-                raise FeatureInputError(f"{path}: a row has fewer than {len(header)} fields") from None
-            yield {
-                "caller": np.asarray(cols[0], dtype=object),
-                "callee": np.asarray(cols[1], dtype=object),
-                "start": _parse_ts(cols[2]),
-                "ring_s": _float_col(cols[3], "ring_s"),
-                "talk_s": _float_col(cols[4], "talk_s"),
-                "answered": np.asarray([v in ("1", "true", "True") for v in cols[5]], dtype=bool),
-                "inbound": np.asarray([v == "in" for v in cols[6]], dtype=bool),
-                "presentation": np.asarray(cols[7], dtype=object),
-                "verification": np.asarray(cols[8], dtype=object),
-            }
-            if len(rows) < chunk_rows:
-                return
+def iter_call_chunks(calls_csv, chunk_rows: int = 250_000, mapping: dict[str, str] | None = None
+                     ) -> Iterator[dict[str, np.ndarray]]:
+    """Stream call records (CSV or Parquet, `trainer.call_records` schema, optional column `mapping`)
+    as dicts of column arrays (`start` as epoch seconds, `answered` and `inbound` bool)."""
+    return iter_records(calls_csv, mapping, chunk_rows)
 
 
 class _KeyCounter:
@@ -309,6 +251,7 @@ class RingEvents:
     in_pack: np.ndarray  # bool: the caller had a published pack label when the call rang
     day: np.ndarray  # day index since the first call
     meta: dict = field(default_factory=dict)
+    known: np.ndarray | None = None  # bool: the caller is in the truth file (else counted honest)
 
 
 def read_tags(tags_jsonl) -> list[tuple[float, int, str, str]]:
@@ -401,20 +344,24 @@ def _keep_handset(callee: str, share: float) -> bool:
 
 
 def ring_events(data_dir, *, labels_csv=None, handset_share: float = 1.0, max_events: int = 500_000,
-                seed: int = 0, chunk_rows: int = 250_000) -> RingEvents:
+                seed: int = 0, chunk_rows: int = 250_000, truth_csv=None,
+                caller_filter=None) -> RingEvents:
     """Replay calls.csv in time order and emit the raw facts of every incoming call on a sample of
     handsets (`handset_share` of subscribers, chosen by callee hash), with local history per
     (number, handset), the pack as synced at the start of the call's day, and truth targets.
 
     `data_dir` is a simulator output (calls.csv, truth.csv, tags.jsonl, verified.csv). With
-    `labels_csv` (consensus LABELS.csv) that file is the pack instead of the rolling tag pack.
+    `labels_csv` (consensus LABELS.csv) that file is the pack instead of the rolling tag pack; with
+    `truth_csv` targets come from that file instead of `data_dir/truth.csv` (e.g. a simulation's
+    ground truth for a build trained on release labels). With `caller_filter` (number -> bool) only
+    calls from callers it accepts are kept (local history still counts every call).
     Memory: history per sampled (number, handset) pair; at most `max_events` events are kept
     (reservoir sample).
     """
     from callmark.numbers import key_of
 
     data = Path(data_dir)
-    truth = read_truth(data / "truth.csv")
+    truth = read_truth(truth_csv or data / "truth.csv")
     verified = set()
     if (data / "verified.csv").is_file():
         with (data / "verified.csv").open(newline="") as fh:
@@ -422,7 +369,8 @@ def ring_events(data_dir, *, labels_csv=None, handset_share: float = 1.0, max_ev
     pack = StaticPack(labels_csv) if labels_csv else RollingPack(read_tags(data / "tags.jsonl"), verified)
     history: dict[tuple[str, str], list] = {}
     rng = np.random.default_rng(seed)
-    out_facts, out_caller, out_cat, out_harm, out_pack, out_day = [], [], [], [], [], []
+    out_facts, out_caller, out_cat, out_harm, out_pack, out_day, out_known = [], [], [], [], [], [], []
+    lists = (out_facts, out_caller, out_cat, out_harm, out_pack, out_day, out_known)
     seen = 0
     day0 = None
     cur_day = None
@@ -442,7 +390,7 @@ def ring_events(data_dir, *, labels_csv=None, handset_share: float = 1.0, max_ev
                 pack.advance((day + day0) * 86400 - LOCAL_OFFSET_S)
             ts = ch["start"][i]
             h = history.get((caller, callee))
-            if ch["inbound"][i]:
+            if ch["inbound"][i] and (caller_filter is None or caller_filter(caller)):
                 facts = {"number": ch["presentation"][i], "hour": int(local[i] // 3600) % 24,
                          "weekday": int((local[i] // 86400 + 3) % 7), "verification": ch["verification"][i],
                          "in_contacts": bool(h and h[4] > 0)}
@@ -461,12 +409,12 @@ def ring_events(data_dir, *, labels_csv=None, handset_share: float = 1.0, max_ev
                 seen += 1
                 slot = len(out_facts) if len(out_facts) < max_events else int(rng.integers(0, seen))
                 if slot < max_events:
-                    row = (facts, caller, cat, harm, label is not None, day)
+                    row = (facts, caller, cat, harm, label is not None, day, entries is not None)
                     if slot == len(out_facts):
-                        for lst, v in zip((out_facts, out_caller, out_cat, out_harm, out_pack, out_day), row):
+                        for lst, v in zip(lists, row):
                             lst.append(v)
                     else:
-                        for lst, v in zip((out_facts, out_caller, out_cat, out_harm, out_pack, out_day), row):
+                        for lst, v in zip(lists, row):
                             lst[slot] = v
             if h is None:
                 h = history[(caller, callee)] = [0, 0, 0.0, ts, 0]
@@ -479,6 +427,6 @@ def ring_events(data_dir, *, labels_csv=None, handset_share: float = 1.0, max_ev
         raise FeatureInputError(f"no incoming calls found in {data / 'calls.csv'} (handset_share={handset_share})")
     return RingEvents(facts=out_facts, caller=out_caller, category=out_cat,
                       harmful=np.asarray(out_harm, dtype=np.int64), in_pack=np.asarray(out_pack, dtype=bool),
-                      day=np.asarray(out_day, dtype=np.int64),
+                      day=np.asarray(out_day, dtype=np.int64), known=np.asarray(out_known, dtype=bool),
                       meta={"incoming_calls": seen, "kept": len(out_facts), "pairs": len(history),
                             "callers_not_in_truth": unknown, "pack": "labels" if labels_csv else "rolling-tags"})

@@ -9,7 +9,10 @@ import click
 @click.command("build")
 @click.option("--tags", default=None, help="Tag events file (CSV/JSONL). Default: the server store.")
 @click.option("--data-dir", default="var", show_default=True, help="The server store (CALLMARK_DATA_DIR).")
-@click.option("--calls", default=None, help="Call records (calls.csv) for the teacher and the student.")
+@click.option("--calls", default=None, help="Call records (CSV or Parquet; schema in docs/feature-contract.md) "
+              "for the teacher and the student.")
+@click.option("--calls-map", default=None, help="Map the schema onto your export's columns, "
+              "e.g. caller=other_party,callee=subscriber_id,start=begin_time.")
 @click.option("--verified", default=None, help="Extra verified businesses file (number,company).")
 @click.option("--appeals", default=None, help="Extra appeals file (number,categories,filed_ts,accepted).")
 @click.option("--recycled", default=None, help="Reissued numbers file (number,reissued_ts).")
@@ -21,17 +24,20 @@ import click
 @click.option("--no-student", is_flag=True, help="Skip training the on-device model.")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSON with BuildConfig fields (consensus/packs/model_labels overrides).")
-def command(tags, data_dir, calls, verified, appeals, recycled, as_of, out, version, region,
+def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of, out, version, region,
             published_model, no_student, config_file):
     """Build a release: consensus → teacher → student → packs → deltas → evaluation.
 
     Example: callmark build --tags sim/tags.jsonl --calls sim/calls.csv --verified sim/verified.csv
+
+    An operator's export: --calls cdr.parquet --calls-map caller=other_party,callee=subscriber_id
     """
     from trainer.pipeline import BuildConfig, BuildError, build
 
     extra = json.loads(open(config_file).read()) if config_file else {}
     try:
-        cfg = BuildConfig(**dict(extra, tags=tags, data_dir=data_dir, calls=calls, verified=verified,
+        cfg = BuildConfig(**dict(extra, tags=tags, data_dir=data_dir, calls=calls, calls_map=calls_map,
+                                 verified=verified,
                                  appeals=appeals, recycled=recycled, as_of=as_of, out=out,
                                  version=version, region=region, published_model=published_model,
                                  student=not no_student))
