@@ -94,8 +94,9 @@ def snap_to_int8_grid(model, input_scales: dict[str, float] | None = None) -> No
 
 def to_int8_tflite(model, representative: dict[str, np.ndarray]) -> bytes:
     """Full-integer int8 conversion (TFLITE_BUILTINS_INT8 only; int32 index inputs stay int32)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from trainer.model import import_tensorflow, native_output_silenced
+
+    tf = import_tensorflow()
 
     n = len(next(iter(representative.values())))
 
@@ -108,7 +109,8 @@ def to_int8_tflite(model, representative: dict[str, np.ndarray]) -> bytes:
             model.export(tmp, format="tf_saved_model", verbose=False)
         except Exception as exc:  # Keras raises many types; report them as one
             raise ConversionError(f"SavedModel export failed: {str(exc).splitlines()[0]}") from exc
-        return _convert(tf.lite.TFLiteConverter.from_saved_model(tmp), rep)
+        with native_output_silenced():  # the converter's calibration prints banners from C++
+            return _convert(tf.lite.TFLiteConverter.from_saved_model(tmp), rep)
 
 
 def _convert(conv, rep) -> bytes:
