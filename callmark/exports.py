@@ -55,9 +55,13 @@ def manifest_channel(path: str) -> str | None:
 
 
 def artefact_path(sha256: str, name: str) -> str:
-    """``artefacts/<sha256[:16]>-<name>`` with characters outside ``[A-Za-z0-9._-]`` made ``_``."""
+    """``artefacts/<sha256[:16]>-<name>`` with characters outside ``[A-Za-z0-9._-]`` made ``_``.
+
+    A file already named ``<its sha256[:16]>-<name>`` (a model report's plots) keeps its name, so links
+    written between artefacts before publishing resolve in ``artefacts/`` too."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)
-    return f"{ARTEFACTS_DIR}/{sha256[:ARTEFACT_PREFIX_HEX]}-{safe}"
+    prefix = f"{sha256[:ARTEFACT_PREFIX_HEX]}-"
+    return f"{ARTEFACTS_DIR}/{safe}" if safe.startswith(prefix) else f"{ARTEFACTS_DIR}/{prefix}{safe}"
 
 
 def is_channel(name: str) -> bool:

@@ -206,7 +206,8 @@ def run_demo(cfg: DemoConfig) -> dict:
                                       calls=str(calls_hist), verified=str(sim / "verified.csv"),
                                       recycled=str(sim / "recycled.csv"), appeals=str(sim / "appeals.csv"),
                                       as_of=cut.isoformat(), student=cfg.student,
-                                      published_model=previous_model, seed=cfg.seed))
+                                      published_model=previous_model, seed=cfg.seed,
+                                      eval_truth=str(sim / "truth.csv")))
             manifest = release.publish_release(exports, built.pack_dir, built.delta_dirs, built.model_dir,
                                                cfg.channel, keys, note=f"demo day {n}")
             lookup = load_lookup_labels(server, built.labels_csv, manifest.version)
@@ -284,17 +285,47 @@ def print_summary(summary: dict, work: Path) -> None:
             (f"day {n}: honest calls warned (silenced/rejected)",
              f"{_pct(acc.get('benign_flagged'))} ({_pct(acc.get('benign_blocked'))})"),
             (f"day {n}: decision latency p50 / p99", f"{lat.get('p50_us', '?')} / {lat.get('p99_us', '?')} µs"),
-            (f"day {n}: new model", "refused by the release gate (published model kept)"
-             if b["stats"].get("model_gate") else ("published" if b.get("model_dir") else "none")),
+            (f"day {n}: new model", _gate_word(b)),
         ]
+        ev = b["stats"].get("model_evaluation")
+        if ev:
+            rows += _evaluation_rows(n, ev, b["stats"].get("model_evaluation_published"))
         if b.get("report"):
-            rows.append((f"day {n}: model evaluation report", b["report"]))
+            rows.append((f"day {n}: model evaluation report (+ report.html)", b["report"]))
     rows.append(("total time", f"{summary['seconds']:.0f} s"))
     width = max(len(r[0]) for r in rows)
     click.echo("\n" + "=" * (width + 30))
     for k, v in rows:
         click.echo(f"{k.ljust(width)}  {v}")
     click.echo(f"\nfull summary: {work / 'summary.json'}")
+
+
+def _gate_word(b: dict) -> str:
+    gate = b["stats"].get("model_gate")
+    if gate is None:
+        return "none"
+    if gate == "accepted":
+        return "accepted by the release gate and published"
+    return "refused by the release gate (published model kept): " + gate.removeprefix("refused: ")
+
+
+def _evaluation_rows(n: int, ev: dict, pub: dict | None) -> list[tuple[str, str]]:
+    """The build's model evaluation (trainer.evaluate: held-out callers, ground truth, one flag rule)."""
+    def both(key, f=lambda v: f"{v:.3f}"):
+        c = "n/a" if ev.get(key) is None else f(ev[key])
+        return c + ("" if not pub or pub.get(key) is None else f"  (published model, same calls: {f(pub[key])})")
+    fpr = f"{100 * ev['max_fpr']:.1f} %"
+    return [
+        (f"day {n}: model, held-out callers not in pack: harmful calls caught at <= {fpr} FPR",
+         both("recall_not_in_pack") + "  [goal >= 0.5]"),
+        (f"day {n}: pack alone: harmful calls flagged / honest flagged",
+         f"{ev['pack_alone']['recall']:.3f} / {ev['pack_alone']['fpr']:.4f}"),
+        (f"day {n}: pack + model: harmful calls flagged / honest flagged",
+         f"{ev['pack_plus_model']['recall']:.3f} / {ev['pack_plus_model']['fpr']:.4f}  "
+         f"(+{ev['gain_over_pack']:.3f} recall, goal >= +0.10)"),
+        (f"day {n}: model risk calibration error (ECE)", both("risk_ece") + "  [goal <= 0.05]"),
+        (f"day {n}: phone warn threshold (warn_risk)", both("warn_risk")),
+    ]
 
 
 def _pct(x) -> str:

@@ -1,8 +1,20 @@
-"""Evaluation report for a student model directory, and the release gate.
+"""The one evaluation of an on-device model, used by the report, the release gate and the demo summary.
 
-Runs the exported `.tflite` through `callmark.model.ModelRunner` (LiteRT) on ringing calls from
-held-out caller numbers, writes `report.md` + PNG plots into the model directory and an
-`evaluation` section into `metrics.json`. Never imports TensorFlow.
+- **Calls**: ringing calls (`features.ring_events`) from callers held out of every build's training by
+  a hash of their number key (`trainer.holdout`), so a candidate and the published model are scored
+  on calls neither was trained on.
+- **Flagged call** (`callmark.rules.FLAGGED_ACTIONS`): a warn, silence or reject decision. A pack label
+  flags a call when its action under the handset policy (`callmark.rules.label_action`) is one of
+  those: benign labels (delivery, taxi, verified businesses) and low-confidence labels do not. The
+  model runs only for calls without a pack label (as on the phone) and flags at `risk >= warn_risk`.
+- **Threshold for the phone** (`warn_risk`): the lowest risk at which pack + model stays within
+  `max_fpr` (0.5 %) of honest calls flagged; written into the candidate's `contract.json`.
+- **Gate** (`assess`): contract and artefact checks, an absolute bar (the model must add at least
+  `min_gain` recall over "pack alone" within the same FPR budget) and, when a model is published, no
+  regression beyond `margin` against it on the same calls, scored in the same run. The verdict goes
+  into the candidate's `metrics.json` and report; the published model's files are only read.
+
+Runs the `.tflite` through LiteRT (`callmark.model.ModelRunner`). Never imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -14,41 +26,60 @@ import numpy as np
 
 from callmark import categories
 from callmark import model as cm
+from callmark.rules import Policy, is_flagged, label_action
 from trainer import features
+from trainer.holdout import HOLDOUT_SHARE, held_out
 
-MAX_FPR = 0.005  # honest calls wrongly flagged, for the headline recall
-GATE_METRICS = ("risk_auc", "recall_not_in_pack")
+MAX_FPR = 0.005  # honest calls flagged: the budget every recall figure is read at
+MIN_GAIN = 0.05  # recall pack + model must add over pack alone (same FPR budget) to ship at all
+GATE_MARGIN = 0.02  # how much worse than the published model a candidate may be on GATE_METRICS
+GATE_METRICS = ("risk_auc", "recall_not_in_pack", "pack_plus_model_recall")
+TARGETS = {  # the goals the report shows beside each figure (docs/models.md)
+    "recall_not_in_pack": (">=", 0.5), "gain_over_pack": (">=", 0.10), "risk_ece": ("<=", 0.05),
+    "size_bytes": ("<=", 64 * 1024),
+}
 
 
 class ReleaseGateError(RuntimeError):
-    """A candidate model that breaks the feature contract or is worse than the published one."""
+    """A candidate model that breaks the feature contract, adds too little, or is worse than the
+    published one; the message lists every reason."""
 
 
-def _events(model_dir: Path, data_dir, labels_csv=None, max_events: int = 60_000):
-    metrics = _read_metrics(model_dir)
-    share = metrics.get("config", {}).get("test_share", 0.2)
-    same = str(Path(metrics.get("data", {}).get("dir", "")).resolve()) == str(Path(data_dir).resolve())
-    ev = features.ring_events(data_dir, labels_csv=labels_csv, max_events=max_events * (5 if same else 1))
-    from trainer.model.student import is_test_number  # no TensorFlow at import time
-
-    keep = np.asarray([is_test_number(c, share) for c in ev.caller]) if same else np.ones(len(ev.caller), bool)
-    idx = np.flatnonzero(keep)[:max_events]
-    return ev, idx, same
-
-
-def _read_metrics(model_dir: Path) -> dict:
+def read_metrics(model_dir) -> dict:
     try:
         return json.loads((Path(model_dir) / "metrics.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 
 
-def score_events(model_dir, ev: features.RingEvents, idx: np.ndarray) -> dict[str, np.ndarray]:
+def evaluation_events(data_dir, *, truth_csv=None, labels_csv=None, max_events: int = 60_000,
+                      seed: int = 0) -> features.RingEvents:
+    """Ringing calls of `data_dir` from held-out callers only (at most `max_events`, reservoir sample).
+
+    `truth_csv` overrides `data_dir/truth.csv` (a simulation's ground truth); `labels_csv` is the
+    pack instead of the rolling tag pack. Raises FeatureInputError when no held-out call is left."""
+    ev = features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
+                              seed=seed, caller_filter=held_out)
+    return ev
+
+
+def score_events(model_dir, ev: features.RingEvents, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """LiteRT outputs for events `idx` (probs [n, C] in the model's class order, risk [n])."""
+    idx = np.arange(len(ev.facts)) if idx is None else idx
     runner = cm.ModelRunner(model_dir)
-    tensors = cm.encode_batch([ev.facts[i] for i in idx])
-    out = runner.run_batch(tensors)
+    out = runner.run_batch(cm.encode_batch([ev.facts[i] for i in idx]))
     return {"probs": out["probs"], "risk": out["risk"].reshape(-1), "classes": np.asarray(runner.contract.classes)}
+
+
+def pack_flags(ev: features.RingEvents, policy: Policy | None = None) -> np.ndarray:
+    """bool per event: the pack label alone makes the phone warn or block (FLAGGED_ACTIONS)."""
+    policy = policy or Policy()
+    out = np.zeros(len(ev.facts), dtype=bool)
+    for i, f in enumerate(ev.facts):
+        cat = f.get("pack_category")
+        if isinstance(cat, str) and cat and categories.is_key(cat):
+            out[i] = is_flagged(label_action(cat, float(f.get("pack_confidence") or 0.0), policy))
+    return out
 
 
 def recall_at_fpr(y: np.ndarray, s: np.ndarray, max_fpr: float) -> tuple[float, float]:
@@ -56,39 +87,60 @@ def recall_at_fpr(y: np.ndarray, s: np.ndarray, max_fpr: float) -> tuple[float, 
     neg = np.sort(s[y == 0])[::-1]
     if len(neg) == 0 or y.sum() == 0:
         return float("nan"), float("nan")
-    k = int(np.floor(max_fpr * len(neg)))  # negatives allowed above the threshold
+    k = int(np.floor(max_fpr * len(neg)))  # negatives allowed at or above the threshold
     thr = np.nextafter(neg[k], np.inf) if k < len(neg) else -np.inf
     return float((s[y == 1] >= thr).mean()), float(thr)
 
 
-def compute_metrics(ev: features.RingEvents, idx: np.ndarray, out: dict, max_fpr: float = MAX_FPR) -> dict:
-    """Headline and per-class metrics from model outputs on events `idx`."""
+def phone_threshold(y: np.ndarray, risk: np.ndarray, model_runs: np.ndarray, pack_flag: np.ndarray,
+                    max_fpr: float) -> float:
+    """Lowest risk threshold at which pack + model flags at most `max_fpr` of honest calls; inf when
+    the pack alone already uses the budget. `model_runs`: calls without a pack label."""
+    honest = y == 0
+    budget = int(np.floor(max_fpr * honest.sum())) - int((pack_flag & honest).sum())
+    cand = np.sort(risk[honest & model_runs & ~pack_flag])[::-1]
+    if budget < 0 or len(cand) == 0:
+        return float("inf")
+    return float(np.nextafter(cand[budget], np.inf)) if budget < len(cand) else float(cand[-1])
+
+
+def _rate(flag: np.ndarray, mask: np.ndarray) -> float:
+    return float(flag[mask].mean()) if mask.any() else float("nan")
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: sum over equal-width bins of |mean p - share of y| x bin share."""
+    which = np.clip(np.digitize(p, np.linspace(0, 1, bins + 1)) - 1, 0, bins - 1)
+    return float(sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
+                     for b in range(bins) if (which == b).any()))
+
+
+def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR,
+                    policy: Policy | None = None, pack_flag: np.ndarray | None = None) -> dict:
+    """Every figure of the report from one model's outputs on `ev` (see the module docstring)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    y = ev.harmful[idx]
-    in_pack = ev.in_pack[idx]
-    risk = out["risk"]
+    y, risk = ev.harmful, out["risk"]
+    nip = ~ev.in_pack
+    pack_flag = pack_flags(ev, policy) if pack_flag is None else pack_flag
     classes = list(out["classes"])
-    true_code = np.asarray([categories.by_key(ev.category[i]).code for i in idx])
-    pack_harm = np.asarray([bool(ev.facts[i].get("pack_category")) and
-                            categories.by_key(ev.facts[i]["pack_category"]).harmful
-                            if isinstance(ev.facts[i].get("pack_category"), str) else False for i in idx])
-    m: dict = {"events": int(len(idx)), "harmful_share": float(y.mean()), "in_pack_share": float(in_pack.mean())}
-    m["risk_auc"] = float(roc_auc_score(y, risk)) if 0 < y.sum() < len(y) else float("nan")
+    true_code = np.asarray([categories.by_key(c).code for c in ev.category])
+    both = 0 < y.sum() < len(y)
+    m: dict = {"events": int(len(y)), "harmful_share": float(y.mean()), "in_pack_share": float(ev.in_pack.mean()),
+               "max_fpr": max_fpr, "not_in_pack": {"events": int(nip.sum()), "harmful": int(y[nip].sum())}}
+    m["risk_auc"] = float(roc_auc_score(y, risk)) if both else float("nan")
     m["risk_ap"] = float(average_precision_score(y, risk)) if y.sum() else float("nan")
-    nip = ~in_pack
-    rec, thr = recall_at_fpr(y[nip], risk[nip], max_fpr)
-    m["recall_not_in_pack"], m["threshold_not_in_pack"] = rec, thr
-    m["max_fpr"] = max_fpr
-    # pack alone versus pack + model over all calls, at the same honest-call FPR budget
-    pack_flag = pack_harm
-    m["pack_alone"] = {"recall": float(pack_flag[y == 1].mean()) if y.sum() else float("nan"),
-                       "fpr": float(pack_flag[y == 0].mean()) if (y == 0).any() else float("nan")}
-    combo_thr = thr if np.isfinite(thr) else 1.01
-    combo = pack_flag | (nip & (risk >= combo_thr))
-    m["pack_plus_model"] = {"recall": float(combo[y == 1].mean()) if y.sum() else float("nan"),
-                            "fpr": float(combo[y == 0].mean()) if (y == 0).any() else float("nan")}
-    m["not_in_pack"] = {"events": int(nip.sum()), "harmful": int(y[nip].sum())}
+    m["risk_auc_not_in_pack"] = (float(roc_auc_score(y[nip], risk[nip])) if 0 < y[nip].sum() < nip.sum()
+                                 else float("nan"))
+    m["recall_not_in_pack"], m["threshold_not_in_pack"] = recall_at_fpr(y[nip], risk[nip], max_fpr)
+    thr = phone_threshold(y, risk, nip, pack_flag, max_fpr)
+    combo = pack_flag | (nip & (risk >= thr))
+    m["warn_risk"] = thr if np.isfinite(thr) else None
+    m["pack_alone"] = {"recall": _rate(pack_flag, y == 1), "fpr": _rate(pack_flag, y == 0)}
+    m["pack_plus_model"] = {"recall": _rate(combo, y == 1), "fpr": _rate(combo, y == 0)}
+    m["pack_plus_model_recall"] = m["pack_plus_model"]["recall"]
+    m["gain_over_pack"] = m["pack_plus_model"]["recall"] - m["pack_alone"]["recall"]
+    m["risk_ece"] = ece(y.astype(float), risk)
     top = np.asarray(classes)[out["probs"].argmax(1)]
     m["top1_accuracy"] = float((top == true_code).mean())
     per = {}
@@ -99,179 +151,47 @@ def compute_metrics(ev: features.RingEvents, idx: np.ndarray, out: dict, max_fpr
                 "support": int(t.sum()), "auc": float(roc_auc_score(t, out["probs"][:, j])),
                 "ap": float(average_precision_score(t, out["probs"][:, j]))}
     m["per_class"] = per
-    bins = np.linspace(0, 1, 11)
-    which = np.clip(np.digitize(risk, bins) - 1, 0, 9)
-    ece = sum(abs(risk[which == b].mean() - y[which == b].mean()) * (which == b).mean()
-              for b in range(10) if (which == b).any())
-    m["risk_ece"] = float(ece)
     m["thresholds"] = [{"threshold": t, "flagged": float((risk >= t).mean()),
-                        "recall": float((risk[y == 1] >= t).mean()) if y.sum() else float("nan"),
-                        "fpr": float((risk[y == 0] >= t).mean()) if (y == 0).any() else float("nan"),
+                        "recall": _rate(risk >= t, y == 1), "fpr": _rate(risk >= t, y == 0),
                         "precision": float(y[risk >= t].mean()) if (risk >= t).any() else float("nan")}
                        for t in (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)]
+    present = sorted(set(true_code.tolist()) | set(top.tolist()))
+    cmx = np.zeros((len(present), len(present)), dtype=np.int64)
+    pos = {c: i for i, c in enumerate(present)}
+    np.add.at(cmx, ([pos[c] for c in true_code], [pos[c] for c in top]), 1)
+    m["confusion"] = {"classes": [categories.by_code(int(c)).key for c in present], "counts": cmx.tolist()}
     return m
 
 
-def _plots(out_dir: Path, ev, idx, out, prefix: str = "") -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+# ------------------------------------------------------------------------------------------ the gate
 
-    files = []
-    classes = list(out["classes"])
-    keys = [categories.by_code(c).key for c in classes]
-    true_code = np.asarray([categories.by_key(ev.category[i]).code for i in idx])
-    y = ev.harmful[idx]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for j, code in enumerate(classes):
-        t = true_code == code
-        if 0 < t.sum() < len(t):
-            f, r, _ = roc_curve(t, out["probs"][:, j])
-            axes[0].plot(f, r, lw=1, label=keys[j])
-            p, rc, _ = precision_recall_curve(t, out["probs"][:, j])
-            axes[1].plot(rc, p, lw=1, label=keys[j])
-    if 0 < y.sum() < len(y):
-        f, r, _ = roc_curve(y, out["risk"])
-        axes[0].plot(f, r, "k", lw=2, label="risk (harmful)")
-        p, rc, _ = precision_recall_curve(y, out["risk"])
-        axes[1].plot(rc, p, "k", lw=2, label="risk (harmful)")
-    axes[0].set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC per class",
-                xscale="log", xlim=(1e-3, 1))
-    axes[1].set(xlabel="recall", ylabel="precision", title="Precision-recall per class")
-    axes[1].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    files.append(f"{prefix}roc_pr.png")
-    fig.savefig(out_dir / files[-1], dpi=90)
-    plt.close(fig)
-
-    present = sorted(set(true_code) | set(np.asarray(classes)[out["probs"].argmax(1)]))
-    cmx = confusion_matrix(true_code, np.asarray(classes)[out["probs"].argmax(1)], labels=present)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    norm = cmx / np.maximum(cmx.sum(1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    names = [categories.by_code(c).key for c in present]
-    ax.set_xticks(range(len(present)), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(present)), names, fontsize=7)
-    ax.set(xlabel="predicted (top-1)", ylabel="true", title="Confusion matrix (row-normalised)")
-    fig.tight_layout()
-    files.append(f"{prefix}confusion.png")
-    fig.savefig(out_dir / files[-1], dpi=90)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    bins = np.linspace(0, 1, 11)
-    which = np.clip(np.digitize(out["risk"], bins) - 1, 0, 9)
-    xs = [out["risk"][which == b].mean() for b in range(10) if (which == b).any()]
-    ys = [y[which == b].mean() for b in range(10) if (which == b).any()]
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.plot(xs, ys, "o-")
-    ax.set(xlabel="predicted risk", ylabel="observed harmful share", title="Calibration of risk")
-    fig.tight_layout()
-    files.append(f"{prefix}calibration.png")
-    fig.savefig(out_dir / files[-1], dpi=90)
-    plt.close(fig)
-    return files
-
-
-def _fmt(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else (f"{v:.4f}" if isinstance(v, float) else str(v))
-
-
-def evaluate(model_dir, data_dir, *, published_dir=None, labels_csv=None, max_events: int = 60_000,
-             max_fpr: float = MAX_FPR, plots: bool = True) -> dict:
-    """Evaluate `model_dir` on ringing calls of `data_dir` (simulator output); write report.md,
-    PNGs and metrics.json["evaluation"]; compare with `published_dir` when given."""
-    model_dir = Path(model_dir)
-    t0 = time.time()
-    ev, idx, same = _events(model_dir, data_dir, labels_csv, max_events)
-    if len(idx) == 0:
-        raise features.FeatureInputError(f"no held-out calls to evaluate in {data_dir}")
-    out = score_events(model_dir, ev, idx)
-    m = compute_metrics(ev, idx, out, max_fpr)
-    m["data"] = {"dir": str(data_dir), "held_out_callers_only": same}
-    files = _plots(model_dir, ev, idx, out) if plots else []
-    pub = None
-    if published_dir:
-        pout = score_events(published_dir, ev, idx)
-        pub = compute_metrics(ev, idx, pout, max_fpr)
-    m["published"] = ({"dir": str(published_dir), **{k: pub[k] for k in
-                       ("risk_auc", "recall_not_in_pack", "top1_accuracy", "risk_ece")}} if pub else None)
-    m["seconds"] = round(time.time() - t0, 1)
-    metrics = _read_metrics(model_dir)
-    metrics["evaluation"] = m
-    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (model_dir / "report.md").write_text(_report(model_dir, metrics, m, pub, files))
-    return m
-
-
-def _report(model_dir: Path, metrics: dict, m: dict, pub: dict | None, files: list[str]) -> str:
-    ac = metrics.get("artefact_check", {})
-    lines = [f"# Model report: {model_dir.name}", "",
-             f"Evaluated {m['events']} ringing calls from `{m['data']['dir']}`"
-             f"{' (held-out caller numbers only)' if m['data']['held_out_callers_only'] else ''}; "
-             f"{m['harmful_share']:.1%} from harmful numbers, {m['in_pack_share']:.1%} from numbers in the pack.",
-             "", "## Headline", "",
-             "| metric | this model |" + (" published |" if pub else ""),
-             "|---|---|" + ("---|" if pub else "")]
-    rows = [("risk AUC (harmful vs honest)", "risk_auc"), ("risk average precision", "risk_ap"),
-            (f"recall of harmful calls not in pack at ≤ {m['max_fpr']:.1%} FPR", "recall_not_in_pack"),
-            ("top-1 category accuracy", "top1_accuracy"), ("risk calibration error (ECE)", "risk_ece")]
-    for label, key in rows:
-        lines.append(f"| {label} | {_fmt(m.get(key))} |" + (f" {_fmt(pub.get(key))} |" if pub else ""))
-    lines += ["", "## Pack alone versus pack + model (all calls)", "",
-              "| | recall of harmful calls | FPR on honest calls |", "|---|---|---|",
-              f"| pack alone | {_fmt(m['pack_alone']['recall'])} | {_fmt(m['pack_alone']['fpr'])} |",
-              f"| pack + model (threshold {_fmt(m['threshold_not_in_pack'])} on numbers not in the pack) | "
-              f"{_fmt(m['pack_plus_model']['recall'])} | {_fmt(m['pack_plus_model']['fpr'])} |",
-              "", "## Threshold table (risk output)", "",
-              "| threshold | flagged | recall | FPR | precision |", "|---|---|---|---|---|"]
-    for t in m["thresholds"]:
-        lines.append(f"| {t['threshold']} | {_fmt(t['flagged'])} | {_fmt(t['recall'])} | {_fmt(t['fpr'])} | "
-                     f"{_fmt(t['precision'])} |")
-    lines += ["", "## Per class (one-vs-rest on the `probs` output)", "",
-              "| class | support | ROC AUC | average precision |", "|---|---|---|---|"]
-    for k, v in sorted(m["per_class"].items(), key=lambda kv: -kv[1]["support"]):
-        lines.append(f"| {k} | {v['support']} | {_fmt(v['auc'])} | {_fmt(v['ap'])} |")
-    lines += ["", "## Artefact", "",
-              f"- model.tflite: {metrics.get('size_bytes', 'n/a')} bytes, {metrics.get('params', 'n/a')} parameters, int8",
-              f"- LiteRT vs Keras on {ac.get('rows', 'n/a')} held-out rows: top-1 agreement "
-              f"{_fmt(ac.get('top1_agreement'))} (tie-aware {_fmt(ac.get('top1_agreement_tie_aware'))}), "
-              f"max probability difference {_fmt(ac.get('max_prob_diff'))}", ""]
-    lines += [f"![{f}]({f})" for f in files]
-    return "\n".join(lines) + "\n"
-
-
-def gate(candidate_dir, published_dir, margin: float = 0.01, data_dir=None) -> dict:
-    """Refuse a candidate that breaks the published feature contract or regresses by more than
-    `margin` on GATE_METRICS; raises ReleaseGateError listing every reason. With `data_dir`, both
-    models are evaluated on the same calls first; otherwise their stored evaluations are compared."""
+def contract_problems(cand: Path, pub: Path | None) -> list[str]:
+    """Feature-contract, test-vector and artefact-check problems of the candidate (against `pub`)."""
     problems: list[str] = []
-    cand, pub = Path(candidate_dir), Path(published_dir)
     try:
         cc = cm.Contract.load(cand)
     except cm.ModelContractError as exc:
-        raise ReleaseGateError(f"candidate {cand}: {exc}") from None
-    try:
-        pc = cm.Contract.load(pub)
-    except cm.ModelContractError as exc:
-        raise ReleaseGateError(f"published {pub}: {exc} (cannot compare contracts)") from None
-    strip = lambda c: [(i["name"], i["dtype"], i["shape"], i.get("fields")) for i in c.inputs]  # noqa: E731
-    if strip(cc) != strip(pc):
-        problems.append("feature contract inputs changed (names, dtypes, shapes or fields); "
-                        "a phone with the published encoder would feed it wrong tensors")
-    dropped = [categories.by_code(c).key for c in pc.classes if c not in cc.classes]
-    if dropped:
-        problems.append(f"output classes dropped: {', '.join(dropped)}")
-    if cc.classes[:len(pc.classes)] != pc.classes:
-        problems.append("output class order changed; phones map probs by position")
+        return [f"candidate {cand}: {exc}"]
+    if pub is not None:
+        try:
+            pc = cm.Contract.load(pub)
+        except cm.ModelContractError as exc:
+            return [f"published {pub}: {exc} (cannot compare contracts)"]
+        strip = lambda c: [(i["name"], i["dtype"], i["shape"], i.get("fields")) for i in c.inputs]  # noqa: E731
+        if strip(cc) != strip(pc):
+            problems.append("feature contract inputs changed (names, dtypes, shapes or fields); "
+                            "a phone with the published encoder would feed it wrong tensors")
+        dropped = [categories.by_code(c).key for c in pc.classes if c not in cc.classes]
+        if dropped:
+            problems.append(f"output classes dropped: {', '.join(dropped)}")
+        if cc.classes[:len(pc.classes)] != pc.classes:
+            problems.append("output class order changed; phones map probs by position")
     try:
         cm.replay_test_vectors(cand, atol=float(cc.extra.get("test_vector_atol", 0.02)))
     except cm.ModelContractError as exc:
         problems.append(f"test vectors fail: {exc}")
-    cmx = _read_metrics(cand)
-    check = cmx.get("artefact_check")
-    cfg = cmx.get("config", {})
+    cmx = read_metrics(cand)
+    check, cfg = cmx.get("artefact_check"), cmx.get("config", {})
     if not check:
         problems.append("candidate metrics.json has no artefact_check; rebuild with `callmark model train`")
     else:
@@ -283,22 +203,110 @@ def gate(candidate_dir, published_dir, margin: float = 0.01, data_dir=None) -> d
     size = (cand / "model.tflite").stat().st_size if (cand / "model.tflite").is_file() else None
     if size is None or size > cfg.get("max_bytes", 64 * 1024):
         problems.append(f"model.tflite size {size} exceeds {cfg.get('max_bytes', 64 * 1024)} bytes")
-    if data_dir is not None:
-        ce = evaluate(cand, data_dir, plots=False)
-        pe = evaluate(pub, data_dir, plots=False)
-    else:
-        ce, pe = cmx.get("evaluation"), _read_metrics(pub).get("evaluation")
-        if not ce or not pe:
-            problems.append("no stored evaluation to compare; pass data_dir (`--data`) to evaluate both")
-        elif ce.get("data", {}).get("dir") != pe.get("data", {}).get("dir"):
-            problems.append("stored evaluations used different data; pass data_dir to evaluate both on the same calls")
-    compared = {}
-    if ce and pe:
+    return problems
+
+
+def quality_problems(c: dict, p: dict | None, margin: float, min_gain: float) -> tuple[list[str], dict]:
+    """The absolute bar and the comparison with the published model (both scored on the same calls)."""
+    problems, compared = [], {}
+    gain = c.get("gain_over_pack", float("nan"))
+    if not gain >= min_gain:  # NaN fails too
+        problems.append(f"adds {_fmt(gain)} recall over the pack alone at <= {c['max_fpr']:.1%} FPR on honest "
+                        f"calls; a model must add >= {min_gain} to ship")
+    if p is not None:
         for key in GATE_METRICS:
-            c, p = ce.get(key), pe.get(key)
-            compared[key] = {"candidate": c, "published": p}
-            if c is None or p is None or np.isnan(c) or (not np.isnan(p) and c < p - margin):
-                problems.append(f"{key} regressed: candidate {_fmt(c)} < published {_fmt(p)} - margin {margin}")
-    if problems:
-        raise ReleaseGateError(f"release gate refused {cand}: " + "; ".join(problems))
-    return {"candidate": str(cand), "published": str(pub), "margin": margin, "compared": compared}
+            cv, pv = c.get(key), p.get(key)
+            compared[key] = {"candidate": cv, "published": pv}
+            if cv is None or np.isnan(cv) or (pv is not None and not np.isnan(pv) and cv < pv - margin):
+                problems.append(f"{key} regressed on the same calls: candidate {_fmt(cv)} < published "
+                                f"{_fmt(pv)} - margin {margin}")
+    return problems, compared
+
+
+def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, labels_csv=None,
+           margin: float = GATE_MARGIN, min_gain: float = MIN_GAIN, max_fpr: float = MAX_FPR,
+           max_events: int = 60_000, gate: bool = True, release: str | None = None, plots: bool = True,
+           policy: Policy | None = None) -> dict:
+    """Evaluate the candidate (and the published model, on the same held-out calls in the same run),
+    decide the gate's verdict, and write `metrics.json["evaluation"|"gate"]`, `contract.json
+    ["warn_risk"]`, `report.md`, `report.html` and content-addressed plots into the candidate.
+
+    Returns {"candidate": metrics, "published": metrics | None, "verdict": {...}}. Never writes to
+    `published_dir`."""
+    from trainer import evaluate_report
+
+    cand = Path(candidate_dir)
+    pub = Path(published_dir) if published_dir else None
+    t0 = time.time()
+    ev = evaluation_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events)
+    pack_flag = pack_flags(ev, policy)
+    out = score_events(cand, ev)
+    c = compute_metrics(ev, out, max_fpr, policy, pack_flag)
+    p = compute_metrics(ev, score_events(pub, ev), max_fpr, policy, pack_flag) if pub else None
+    truth = "simulation ground truth" if truth_csv else "release labels (callers nobody tagged count as honest)"
+    c["data"] = {"dir": str(data_dir), "truth": truth, "truth_csv": str(truth_csv or Path(data_dir) / "truth.csv"),
+                 "held_out": f"callers whose number-key hash falls in the first {HOLDOUT_SHARE:.0%}"}
+    verdict = None
+    if gate:
+        problems = contract_problems(cand, pub)
+        qp, compared = quality_problems(c, p, margin, min_gain)
+        problems += qp
+        verdict = {"accepted": not problems, "reasons": problems, "compared": compared, "margin": margin,
+                   "min_gain": min_gain, "published": str(pub) if pub else None,
+                   "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    c["seconds"] = round(time.time() - t0, 1)
+    metrics = read_metrics(cand)
+    metrics["evaluation"] = c
+    metrics["evaluation_published"] = p
+    metrics["gate"] = verdict
+    (cand / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_warn_risk(cand, c["warn_risk"])
+    evaluate_report.write(cand, metrics, ev, out, release=release, plots=plots)
+    return {"candidate": c, "published": p, "verdict": verdict}
+
+
+def _write_warn_risk(model_dir: Path, warn_risk: float | None) -> None:
+    """Record the phone's warn threshold in the candidate's contract (read by the handset)."""
+    path = model_dir / "contract.json"
+    try:
+        contract = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return
+    if warn_risk is None or warn_risk > 1.0:
+        contract.pop("warn_risk", None)
+    else:
+        contract["warn_risk"] = round(float(warn_risk), 6)
+    path.write_text(json.dumps(contract, indent=2, ensure_ascii=False))
+
+
+def evaluate(model_dir, data_dir, *, published_dir=None, labels_csv=None, truth_csv=None,
+             max_events: int = 60_000, max_fpr: float = MAX_FPR, plots: bool = True) -> dict:
+    """Report only (no verdict): `assess(..., gate=False)`; returns the candidate's metrics with a
+    `published` summary of the published model on the same calls."""
+    res = assess(model_dir, data_dir, published_dir=published_dir, labels_csv=labels_csv, truth_csv=truth_csv,
+                 max_events=max_events, max_fpr=max_fpr, gate=False, plots=plots)
+    m = dict(res["candidate"])
+    p = res["published"]
+    m["published"] = {"dir": str(published_dir), **{k: p[k] for k in GATE_METRICS + ("risk_ece", "top1_accuracy")}} \
+        if p else None
+    return m
+
+
+def gate(candidate_dir, published_dir=None, margin: float = GATE_MARGIN, data_dir=None, *, truth_csv=None,
+         labels_csv=None, min_gain: float = MIN_GAIN, release: str | None = None) -> dict:
+    """`assess` with the verdict enforced: raises ReleaseGateError listing every reason when refused,
+    else returns the verdict. `data_dir` is required: both models are scored on its held-out calls."""
+    if data_dir is None:
+        raise ReleaseGateError("the gate scores both models on the same calls: pass data_dir (`--data`)")
+    res = assess(candidate_dir, data_dir, published_dir=published_dir, truth_csv=truth_csv, labels_csv=labels_csv,
+                 margin=margin, min_gain=min_gain, release=release)
+    verdict = res["verdict"]
+    if not verdict["accepted"]:
+        raise ReleaseGateError(f"release gate refused {candidate_dir}: " + "; ".join(verdict["reasons"]))
+    return verdict
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "n/a"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)

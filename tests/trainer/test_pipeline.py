@@ -105,6 +105,9 @@ def test_consensus_targets(tmp_path):
     _labels(path, [{"number": "+8613800000001", "category": "fraud", "confidence": "0.9", "reporters": 5,
                     "published": 1, "key": key_of("+8613800000001"), "flags": 0, "last_ts": 0, "company": ""},
                    {"number": "+8613800000002", "category": "fraud", "confidence": "0.4", "reporters": 1,
-                    "published": 0, "key": key_of("+8613800000002"), "flags": 0, "last_ts": 0, "company": ""}])
-    y = consensus_targets(["+8613800000001", "+8613800000002", "+8613800000003"], path, "CN")
-    assert y.tolist() == [1, -1, 0]
+                    "published": 0, "key": key_of("+8613800000002"), "flags": 0, "last_ts": 0, "company": ""},
+                   {"number": "+8613800000004", "category": "delivery", "confidence": "0.3", "reporters": 1,
+                    "published": 0, "key": key_of("+8613800000004"), "flags": 0, "last_ts": 0, "company": ""}])
+    y = consensus_targets(["+8613800000001", "+8613800000002", "+8613800000003", "+8613800000004"], path, "CN")
+    # published and unsettled (weak) crowd labels both count; untagged numbers are honest
+    assert y.tolist() == [1, 1, 0, 0]

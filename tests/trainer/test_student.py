@@ -1,6 +1,7 @@
 """Student: train a tiny model (in a child process: TensorFlow never shares a process with LiteRT),
 then test the exported artefact: size, built-in int8 ops, LiteRT vs Keras, test vectors, report, gate."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -104,35 +105,96 @@ def test_test_vectors_replay_through_litert(tiny):
 
 
 @pytest.mark.slow
-def test_evaluation_report_and_gate(tiny, tmp_path):
+def test_evaluation_report_and_contract_gate(tiny, tmp_path):
     from trainer.evaluate import ReleaseGateError, evaluate, gate
 
     model, sim = tiny
     cand = tmp_path / "cand"
     shutil.copytree(model, cand)
     m = evaluate(cand, sim, published_dir=model)
-    # 3 days x 250 users is too little to learn from: AUC is near chance here (0.46-0.60 over seeds, old
-    # and new student alike), so only its range is checked; quality is benchmarked on 140 k calls
-    assert 0 < m["risk_auc"] < 1 and m["events"] > 500
+    # 3 days x 250 users is too little to learn from; quality is benchmarked on the demo's data
+    assert 0 < m["risk_auc"] < 1 and m["events"] > 100
     assert m["published"]["risk_auc"] == pytest.approx(m["risk_auc"])  # same file, same calls
     report = (cand / "report.md").read_text()
-    for png in ("roc_pr.png", "confusion.png", "calibration.png"):
-        assert (cand / png).stat().st_size > 1000 and png in report
-    assert "| threshold |" in report and "published" in report
-    evaluate(model, sim, plots=False)
-    assert gate(cand, model, margin=0.01)["compared"]["risk_auc"]["candidate"] == pytest.approx(m["risk_auc"])
-    # a regression beyond the margin is refused
-    metrics = json.loads((cand / "metrics.json").read_text())
-    metrics["evaluation"]["risk_auc"] -= 0.2
-    (cand / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(ReleaseGateError, match="risk_auc regressed"):
-        gate(cand, model, margin=0.01)
-    # a contract break is refused
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(links) == 3 and all((cand / f).stat().st_size > 1000 for f in links)
+    assert (cand / "report.html").read_text().count("<img src=") == 3
+    assert "| threshold |" in report and "published (same calls)" in report
+    # the same file against itself is no worse on the same calls (only the absolute bar could refuse it)
+    assert gate(cand, model, data_dir=sim, min_gain=0.0)["accepted"] is True
     contract = json.loads((cand / "contract.json").read_text())
     contract["inputs"][2]["fields"] = contract["inputs"][2]["fields"][::-1]
     (cand / "contract.json").write_text(json.dumps(contract))
     with pytest.raises(ReleaseGateError, match="contract"):
-        gate(cand, model, margin=0.01)
+        gate(cand, model, data_dir=sim, min_gain=0.0)
+    with pytest.raises(ReleaseGateError, match="same calls"):
+        gate(cand, model)  # no data: refuses to compare stored figures
+
+
+TWO = """
+import csv, random, shutil, sys
+from pathlib import Path
+from tools.simulate import simulate
+from trainer.model.student import StudentConfig, train_student
+sim, bad, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+simulate(str(sim), days=5, users=800, seed=3)
+shutil.copytree(sim, bad)
+rows = list(csv.DictReader(open(sim / "truth.csv")))
+labels = [(r["category"], r["harmful"]) for r in rows]
+random.Random(0).shuffle(labels)  # corrupt: every number gets another number's label
+with open(bad / "truth.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    w.writeheader()
+    for r, (c, h) in zip(rows, labels):
+        w.writerow(dict(r, category=c, harmful=h))
+cfg = StudentConfig(epochs=4, check_rows=1000)
+train_student(str(sim), str(out / "good"), cfg, distill=False)
+train_student(str(bad), str(out / "corrupt"), cfg, distill=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("two_models")
+    res = subprocess.run([sys.executable, "-c", TWO, str(base / "sim"), str(base / "bad"), str(base / "m")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return base / "m" / "good", base / "m" / "corrupt", base / "sim"
+
+
+def _snapshot(d: Path) -> dict:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_gate_refuses_a_model_trained_on_corrupted_labels_with_the_reason(two_models):
+    from trainer.evaluate import ReleaseGateError, assess, gate
+
+    good, corrupt, sim = two_models
+    assess(good, sim, gate=False)  # the published model's own report, written at its release
+    with pytest.raises(ReleaseGateError) as err:
+        gate(corrupt, good, data_dir=sim)
+    assert "regressed on the same calls" in str(err.value)
+    verdict = json.loads((corrupt / "metrics.json").read_text())["gate"]
+    assert verdict["accepted"] is False and verdict["published"] == str(good)
+    assert any("risk_auc regressed" in r for r in verdict["reasons"])
+    report = (corrupt / "report.md").read_text()
+    assert "REFUSED" in report and "risk_auc regressed on the same calls" in report
+    c, p = verdict["compared"]["risk_auc"]["candidate"], verdict["compared"]["risk_auc"]["published"]
+    assert p > c + 0.02
+
+
+@pytest.mark.slow
+def test_a_later_gate_run_leaves_the_published_models_files_unchanged(two_models):
+    from trainer.evaluate import ReleaseGateError, assess, gate
+
+    good, corrupt, sim = two_models
+    assess(good, sim, gate=False)
+    before = _snapshot(good)
+    assert "report.md" in before and "report.html" in before
+    with pytest.raises(ReleaseGateError):
+        gate(corrupt, good, data_dir=sim)
+    assert _snapshot(good) == before  # report, plots, metrics and contract untouched
 
 
 def test_int8_grid_snapping_is_a_fixed_point():

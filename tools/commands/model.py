@@ -113,13 +113,19 @@ def model_group():
 @click.option("--no-distill", is_flag=True, help="Train on truth only (no teacher soft scores).")
 @click.option("--evaluate/--no-evaluate", "do_eval", default=True, show_default=True, help="Write report.md afterwards.")
 @click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
+@click.option("--calls", "calls_file", type=click.Path(dir_okay=False), help="Call records (CSV or Parquet, schema in "
+              "docs/feature-contract.md) instead of DATA/calls.csv; DATA then holds truth.csv (+ tags.jsonl, verified.csv).")
+@click.option("--calls-map", default=None, help="Schema name=your column, e.g. caller=other_party,start=begin_time.")
 @_clean_errors
-def model_train(data_dir, out, labels_csv, epochs, no_distill, do_eval, published):
+def model_train(data_dir, out, labels_csv, epochs, no_distill, do_eval, published, calls_file, calls_map):
     """Train the student, convert to int8 TFLite, check it, emit test vectors (and a report).
 
     Example: callmark model train --data /tmp/sim --out /tmp/model
     """
     from trainer.model.student import StudentConfig, train_student
+
+    if calls_file or calls_map:
+        data_dir = str(_stage_calls(data_dir, calls_file, calls_map, Path(out) / "training"))
 
     path = train_student(data_dir, out, StudentConfig(epochs=epochs), labels_csv=labels_csv, distill=not no_distill)
     metrics = json.loads((Path(path) / "metrics.json").read_text())
@@ -128,7 +134,7 @@ def model_train(data_dir, out, labels_csv, epochs, no_distill, do_eval, publishe
     if do_eval:  # LiteRT in a fresh process: TensorFlow is loaded in this one
         args = [sys.executable, "-c", "import sys, json; from trainer.evaluate import evaluate; "
                 "m = evaluate(sys.argv[1], sys.argv[2], published_dir=sys.argv[3] or None, labels_csv=sys.argv[4] or None); "
-                "print(json.dumps({k: m[k] for k in ('risk_auc', 'recall_not_in_pack', 'top1_accuracy')}))",
+                "print(json.dumps({k: m[k] for k in ('risk_auc', 'recall_not_in_pack', 'gain_over_pack', 'risk_ece')}))",
                 str(path), str(data_dir), published or "", labels_csv or ""]
         res = subprocess.run(args, capture_output=True, text=True)
         if res.returncode != 0:
@@ -136,38 +142,62 @@ def model_train(data_dir, out, labels_csv, epochs, no_distill, do_eval, publishe
         click.echo(res.stdout.strip())
 
 
+def _stage_calls(data_dir: str, calls_file: str | None, calls_map: str | None, stage: Path) -> Path:
+    """A training directory: DATA's truth/tags/verified files beside the records converted to calls.csv."""
+    import os
+
+    from trainer import call_records
+
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in ("truth.csv", "tags.jsonl", "verified.csv"):
+        src, dst = Path(data_dir) / name, stage / name
+        if src.is_file() and not dst.exists():
+            os.symlink(src.resolve(), dst)
+    if not (stage / "truth.csv").exists():
+        raise click.ClickException(f"{data_dir} has no truth.csv (number,category,harmful): the student's targets")
+    call_records.write_canonical_csv(calls_file or Path(data_dir) / "calls.csv", stage / "calls.csv",
+                                     call_records.parse_mapping(calls_map))
+    return stage
+
+
 @model_group.command("evaluate")
 @click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Simulator output directory.")
 @click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
+@click.option("--truth", "truth_csv", type=click.Path(dir_okay=False), help="Truth file instead of DATA/truth.csv.")
 @_clean_errors
-def model_evaluate(model_dir, data_dir, published, labels_csv):
+def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv):
     """Write report.md + PNGs (ROC/PR per class, confusion, calibration, thresholds) into the model dir.
 
     Example: callmark model evaluate --model /tmp/model --data /tmp/sim --published exports/current-model
     """
     from trainer.evaluate import evaluate
 
-    m = evaluate(model_dir, data_dir, published_dir=published, labels_csv=labels_csv)
-    click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "recall_not_in_pack", "top1_accuracy",
-                                             "pack_alone", "pack_plus_model", "published")}))
+    m = evaluate(model_dir, data_dir, published_dir=published, labels_csv=labels_csv, truth_csv=truth_csv)
+    click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "recall_not_in_pack", "gain_over_pack", "risk_ece",
+                                             "warn_risk", "pack_alone", "pack_plus_model", "published")}))
 
 
 @model_group.command("gate")
 @click.option("--candidate", required=True, type=click.Path(file_okay=False), help="Candidate model directory.")
-@click.option("--published", required=True, type=click.Path(file_okay=False), help="Published model directory.")
-@click.option("--margin", default=0.01, show_default=True, help="Allowed drop in risk AUC / recall.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Evaluate both on this simulator output first.")
+@click.option("--published", type=click.Path(file_okay=False), help="Published model directory (none: first model).")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
+              help="Both models are scored on this directory's held-out calls, in this run.")
+@click.option("--truth", "truth_csv", type=click.Path(dir_okay=False), help="Truth file instead of DATA/truth.csv.")
+@click.option("--margin", default=0.02, show_default=True, help="Allowed drop against the published model.")
+@click.option("--min-gain", default=0.05, show_default=True, help="Recall over pack alone a model must add.")
 @_clean_errors
-def model_gate(candidate, published, margin, data_dir):
-    """Refuse a candidate that breaks the feature contract or regresses beyond --margin.
+def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain):
+    """Refuse a candidate that breaks the feature contract, adds too little over the pack alone, or
+    regresses beyond --margin against the published model on the same calls. The verdict and report
+    are written into the candidate only.
 
     Example: callmark model gate --candidate /tmp/model --published exports/current-model --data /tmp/sim
     """
     from trainer.evaluate import gate
 
-    click.echo(json.dumps(gate(candidate, published, margin, data_dir)))
+    click.echo(json.dumps(gate(candidate, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain)))
 
 
 @model_group.command("replay")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import numpy as np
 from callmark import categories
 from callmark import model as cm
 from trainer import features
+from trainer.holdout import HOLDOUT_SHARE, held_out
+from trainer.model import import_tensorflow
 
 FACT_NAMES = [n for n, _, _ in cm.FACT_FIELDS]
 CODE_SIZES = (categories.MAX_CODE + 1, 24, 7, len(cm.VERIFICATION), len(cm.NUMBER_TYPES))
@@ -61,11 +62,15 @@ class StudentConfig:
     val_share: float = 0.1  # share of training callers held out for early stopping
     patience: int = 2  # epochs without a better validation risk loss before stopping (0 = never stop)
     qat: bool = True  # fake-quantise hidden activations and logits onto their int8 grids (train + infer)
-    prefix_lengths: tuple[int, int] = (5, 8)  # E.164 digits hashed into prefix embeddings
-    prefix_buckets: tuple[int, int] = (1031, 4099)
+    # E.164 digits hashed into prefix embeddings: country + carrier range, 10k-number block, and the
+    # 100-number block (13-digit CN mobile minus 2) that SIM batches and PBX trunks share
+    prefix_lengths: tuple[int, ...] = (5, 8, 11)
+    prefix_buckets: tuple[int, ...] = (1031, 2053, 4099)
+    calibrate: bool = True  # Platt-scale the risk logit on the validation callers (folded into the weights)
     embed_dim: int = 4
     distill_weight: float = 0.5  # risk target = (1 - w) * truth + w * teacher score
-    test_share: float = 0.2  # share of caller numbers held out (by hash) for checks and evaluation
+    soft_classes: bool = False  # callers missing from truth: class target spread by the teacher score
+    test_share: float = HOLDOUT_SHARE  # share of caller numbers held out (by key hash) for checks and evaluation
     representative_rows: int = 500  # int8 calibration rows (with qat no range depends on them)
     check_rows: int = 5000  # held-out rows compared Keras vs LiteRT
     min_agreement: float = 0.995  # top-1 agreement Keras vs LiteRT
@@ -87,16 +92,72 @@ class StudentConfig:
         return cls(**d)
 
 
-def is_test_number(number: str, share: float, salt: str = "") -> bool:
-    """Stable hold-out split by caller number (never by call), so test callers are unseen.
-
-    `salt` draws an independent split (the validation callers inside the training callers)."""
-    return (zlib.crc32((salt + number).encode()) % 10_000) < share * 10_000
+def is_test_number(number: str, share: float = HOLDOUT_SHARE, salt: str = "") -> bool:
+    """Stable hold-out split by caller number key (never by call), so test callers are unseen;
+    the same rule in every build (`trainer.holdout`). `salt` draws an independent split (the
+    validation callers inside the training callers)."""
+    return held_out(number, share, salt)
 
 
 def class_index(keys: list[str]) -> np.ndarray:
     index = {categories.by_code(c).key: i for i, c in enumerate(CLASSES)}
     return np.asarray([index[k] for k in keys], dtype=np.int64)
+
+
+def class_targets(ev: features.RingEvents, harmful_score: np.ndarray | None = None) -> np.ndarray:
+    """[events, classes] float32 targets of the `probs` head.
+
+    One-hot of the caller's category where the truth file knows the caller. With `harmful_score`
+    (the teacher's probability per event), a caller the truth file does not know (no crowd label:
+    counted honest) gets `(1 - s) * legit + s * prior`, where `prior` is the share of each harmful
+    class among the known harmful calls: an untagged harasser is not taught "legit" with certainty,
+    which is what pushed the per-class AUC of thinly tagged classes to chance."""
+    idx = class_index(ev.category)
+    y = np.zeros((len(idx), len(CLASSES)), dtype=np.float32)
+    y[np.arange(len(idx)), idx] = 1.0
+    if harmful_score is None or ev.known is None or ev.known.all():
+        return y
+    harmful = np.asarray([categories.by_code(c).harmful for c in CLASSES])
+    counts = y[ev.known & (ev.harmful == 1)].sum(0) * harmful
+    prior = counts / counts.sum() if counts.sum() > 0 else harmful / harmful.sum()
+    legit = np.zeros(len(CLASSES), dtype=np.float32)
+    legit[CLASSES.index(categories.by_key("legit").code)] = 1.0
+    s = np.clip(harmful_score[~ev.known], 0.0, 1.0)[:, None]
+    y[~ev.known] = (1 - s) * legit + s * prior
+    return y
+
+
+def calibrate_risk(model, X_val: dict[str, np.ndarray], target: np.ndarray) -> dict:
+    """Platt scaling of the risk head on validation callers (never trained on): fit a, c so that
+    sigmoid(a * z + c) matches the (soft) risk targets, z the model's risk logit, by Newton steps
+    on the cross-entropy; then fold them into the `risk_logit` Dense layer (W <- aW, b <- ab + c).
+
+    Memorised training callers make the raw risk over-confident on unseen callers; validation callers
+    are unseen, as phones' callers are. Returns {"a", "c", "val_ece_before", "val_ece_after"}."""
+    p = np.asarray(model.predict(X_val, verbose=0, batch_size=2048)["risk"]).reshape(-1).astype(np.float64)
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    z, t = np.log(p / (1 - p)), np.asarray(target, dtype=np.float64)
+    a, c = 1.0, 0.0
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-(a * z + c)))
+        g = np.array([((q - t) * z).mean(), (q - t).mean()])
+        w = q * (1 - q)
+        h = np.array([[(w * z * z).mean(), (w * z).mean()], [(w * z).mean(), w.mean()]]) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(h, g)
+        a, c = a - step[0], c - step[1]
+        if np.abs(step).max() < 1e-6:
+            break
+    a = float(np.clip(a, 0.05, 20.0))
+    layer = model.get_layer("risk_logit")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * a, bias * a + c])
+
+    def ece(pp):
+        which = np.clip((pp * 10).astype(int), 0, 9)
+        return float(sum(abs(pp[which == b].mean() - t[which == b].mean()) * (which == b).mean()
+                         for b in range(10) if (which == b).any()))
+    return {"a": round(a, 4), "c": round(float(c), 4), "val_ece_before": round(ece(p), 4),
+            "val_ece_after": round(ece(1 / (1 + np.exp(-(a * z + c)))), 4)}
 
 
 def logit_range(clip: float) -> tuple[float, float]:
@@ -114,7 +175,7 @@ def build_keras(cfg: StudentConfig, act: str | None = None, logit_clip: float | 
     int8 grids during training and inference; the TFLite converter takes those ranges, so Keras and
     the int8 file round the same values the same way.
     """
-    import tensorflow  # noqa: F401  (first: registers the Keras hooks the TFLite converter needs)
+    import_tensorflow()  # first: registers the Keras hooks the TFLite converter needs
     import keras
     from keras import layers, ops, quantizers
 
@@ -231,22 +292,22 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
     if distill and teacher_scores is None:
         teacher_scores = teacher_soft_scores(data_dir)
     X = encode_events(ev)
-    y_cls = class_index(ev.category)
     y_hard = ev.harmful.astype(np.float32)
     soft = np.asarray([teacher_scores.get(c, h) for c, h in zip(ev.caller, y_hard)], dtype=np.float32) \
         if distill and teacher_scores else y_hard
     y_risk = (1 - cfg.distill_weight) * y_hard + cfg.distill_weight * soft if distill else y_hard
+    y_cls = class_targets(ev, soft if cfg.soft_classes and distill and teacher_scores else None)
     test = np.asarray([is_test_number(c, cfg.test_share) for c in ev.caller])
     if test.all() or not test.any():
         raise StudentError("the hold-out split left no training or no test calls; use more data")
     tr = ~test
     t_prep = time.time() - t0
 
-    import tensorflow  # noqa: F401
+    import_tensorflow()
     import keras
     model = build_keras(cfg, logit_clip=cfg.logit_clip)
     model.compile(keras.optimizers.Adam(cfg.learning_rate),
-                  loss={"probs": "sparse_categorical_crossentropy", "risk": "binary_crossentropy"})
+                  loss={"probs": "categorical_crossentropy", "risk": "binary_crossentropy"})
     # early stopping on validation callers drawn from the training callers (never the test callers):
     # the digit and prefix embeddings can memorise callers, so held-out loss rises after a few epochs
     val = tr & np.asarray([is_test_number(c, cfg.val_share, salt="val:") for c in ev.caller])
@@ -263,6 +324,9 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
     val_loss = hist.history.get("val_risk_loss", [])
     t_fit = time.time() - t0 - t_prep
 
+    calibration = None
+    if cfg.calibrate and use_val:
+        calibration = calibrate_risk(model, {k: v[val] for k, v in X.items()}, y_risk[val])
     convert.snap_to_int8_grid(model, dense_input_scales(model, cfg))  # Keras now holds the file's weights
     rng = np.random.default_rng(cfg.seed)
     rep_idx = rng.choice(np.flatnonzero(tr), size=min(cfg.representative_rows, int(tr.sum())), replace=False)
@@ -292,7 +356,8 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
         "training": {"epochs_run": len(hist.history.get("loss", [])),
                      "best_epoch": int(np.argmin(val_loss)) + 1 if val_loss else None,
                      "val_risk_loss": [round(float(v), 4) for v in val_loss],
-                     "fit_events": int(fit.sum()), "val_events": int(val.sum()) if use_val else 0},
+                     "fit_events": int(fit.sum()), "val_events": int(val.sum()) if use_val else 0,
+                     "risk_calibration": calibration},
         "artefact_check": check, "seconds": {"prepare": round(t_prep, 1), "fit": round(t_fit, 1),
                                              "total": round(time.time() - t0, 1)},
     }

@@ -1,0 +1,128 @@
+"""The one evaluation: flag definition, the phone threshold's FPR budget, the gate's bars, the report
+(md + html, content-addressed plots). Synthetic calls and model outputs: no TensorFlow, no LiteRT."""
+import hashlib
+import re
+
+import numpy as np
+import pytest
+
+from callmark import categories
+from callmark.rules import FLAGGED_ACTIONS, Policy, label_action
+from trainer import evaluate, evaluate_report
+from trainer.features import RingEvents
+from trainer.holdout import HOLDOUT_SHARE, held_out
+from trainer.model.student import CLASSES
+
+
+def _events(n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    harmful = (rng.random(n) < 0.3).astype(np.int64)
+    cats = np.where(harmful == 1, rng.choice(["fraud", "harassment", "loans"], n), "legit")
+    facts = []
+    for i in range(n):
+        f = {"number": f"+86138{i:08d}"}
+        r = rng.random()
+        if harmful[i] and r < 0.4:  # a confident harmful pack label
+            f.update(pack_category=str(cats[i]), pack_confidence=0.9, pack_reporters=5)
+        elif not harmful[i] and r < 0.1:  # benign labels: delivery is labelled, never flagged
+            f.update(pack_category="delivery", pack_confidence=0.95, pack_reporters=8)
+        elif not harmful[i] and r < 0.102:  # a wrong harmful label on an honest number
+            f.update(pack_category="fraud", pack_confidence=0.95, pack_reporters=3)
+        facts.append(f)
+    in_pack = np.asarray(["pack_category" in f for f in facts])
+    return RingEvents(facts=facts, caller=[f["number"] for f in facts], category=list(cats), harmful=harmful,
+                      in_pack=in_pack, day=np.zeros(n, dtype=np.int64), known=np.ones(n, bool))
+
+
+def _outputs(ev, signal=2.0, seed=1):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1, len(ev.harmful)) + signal * (ev.harmful - 0.5)
+    risk = 1 / (1 + np.exp(-z))
+    probs = rng.dirichlet(np.ones(len(CLASSES)), len(risk)).astype(np.float32)
+    return {"risk": risk.astype(np.float32), "probs": probs, "classes": np.asarray(CLASSES)}
+
+
+def test_a_flag_is_a_warn_or_block_decision_not_any_pack_hit():
+    policy = Policy()
+    assert label_action("delivery", 0.99, policy) not in FLAGGED_ACTIONS
+    assert label_action("customer_service", 0.99, policy) not in FLAGGED_ACTIONS
+    assert label_action("harassment", 0.3, policy) not in FLAGGED_ACTIONS  # below warn_confidence: label only
+    assert label_action("harassment", 0.8, policy) in FLAGGED_ACTIONS
+    assert label_action("fraud", 0.95, policy) in FLAGGED_ACTIONS
+    ev = _events()
+    flags = evaluate.pack_flags(ev, policy)
+    delivery = np.asarray([f.get("pack_category") == "delivery" for f in ev.facts])
+    assert delivery.any() and not flags[delivery].any()
+    assert flags[ev.harmful == 1].mean() > 0.3 and 0 < flags[ev.harmful == 0].mean() < 0.01
+
+
+def test_phone_threshold_keeps_pack_plus_model_within_the_fpr_budget():
+    ev = _events()
+    out = _outputs(ev)
+    m = evaluate.compute_metrics(ev, out, max_fpr=0.005)
+    assert m["pack_plus_model"]["fpr"] <= 0.005 + 1e-12
+    assert m["pack_alone"]["fpr"] == pytest.approx(evaluate.pack_flags(ev)[ev.harmful == 0].mean())
+    assert m["pack_plus_model"]["recall"] >= m["pack_alone"]["recall"]
+    assert m["gain_over_pack"] == pytest.approx(m["pack_plus_model"]["recall"] - m["pack_alone"]["recall"])
+    assert 0 < m["warn_risk"] <= 1
+    # a threshold a hair lower would flag more honest calls than the budget allows
+    nip = ~ev.in_pack
+    lower = evaluate.pack_flags(ev) | (nip & (out["risk"] >= np.nextafter(np.float32(m["warn_risk"]), 0) - 1e-3))
+    assert lower[ev.harmful == 0].mean() > 0.005
+    cm = np.asarray(m["confusion"]["counts"])
+    assert cm.sum() == len(ev.harmful) and len(m["confusion"]["classes"]) == cm.shape[0]
+
+
+def test_pack_alone_over_budget_leaves_the_model_nothing():
+    ev = _events()
+    m = evaluate.compute_metrics(ev, _outputs(ev), max_fpr=0.0001)  # the wrong labels alone exceed it
+    assert m["warn_risk"] is None and m["gain_over_pack"] == 0.0
+
+
+def test_absolute_bar_and_regression_reasons():
+    ev = _events()
+    good = evaluate.compute_metrics(ev, _outputs(ev, signal=4.0))
+    noise = evaluate.compute_metrics(ev, _outputs(ev, signal=0.0))
+    problems, _ = evaluate.quality_problems(good, None, margin=0.02, min_gain=0.05)
+    assert problems == []
+    problems, _ = evaluate.quality_problems(noise, None, margin=0.02, min_gain=0.05)
+    assert len(problems) == 1 and "over the pack alone" in problems[0]
+    problems, compared = evaluate.quality_problems(noise, good, margin=0.02, min_gain=0.0)
+    assert any("risk_auc regressed on the same calls" in p for p in problems)
+    assert compared["risk_auc"]["published"] == good["risk_auc"]
+    problems, _ = evaluate.quality_problems(good, good, margin=0.0, min_gain=0.05)  # no worse: accepted
+    assert problems == []
+
+
+def test_holdout_is_by_number_key_and_agrees_across_spellings():
+    assert held_out("+8613800001234") == held_out("13800001234") == held_out("+86 138 0000 1234")
+    share = np.mean([held_out(f"+86139{i:08d}") for i in range(20000)])
+    assert abs(share - HOLDOUT_SHARE) < 0.01
+    assert held_out("+8613800001234", salt="val:") in (True, False)
+
+
+def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_path):
+    ev = _events()
+    out = _outputs(ev)
+    m = evaluate.compute_metrics(ev, out)
+    m["data"] = {"dir": "sim", "truth": "simulation ground truth", "truth_csv": "t", "held_out": "20 %"}
+    pub = evaluate.compute_metrics(ev, _outputs(ev, signal=1.0, seed=3))
+    verdict = {"accepted": False, "reasons": ["risk_auc regressed on the same calls: x"], "compared": {},
+               "margin": 0.02, "min_gain": 0.05, "published": "pub/model", "at": "now"}
+    metrics = {"size_bytes": 50000, "params": 30000, "built_at": "2026-01-01T00:00:00Z", "evaluation": m,
+               "evaluation_published": pub, "gate": verdict, "artefact_check": {"rows": 10}}
+    md_path, html_path = evaluate_report.write(tmp_path, metrics, ev, out, release="v7")
+    md, page = md_path.read_text(), html_path.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(links) == sorted(re.findall(r'<img src="([^"]+)"', page)) and len(links) == 3
+    for name in links:  # content-addressed: <sha256[:16]>-<name>.png beside the report
+        data = (tmp_path / name).read_bytes()
+        assert name.startswith(hashlib.sha256(data).hexdigest()[:16] + "-") and data[:4] == b"\x89PNG"
+    for text in ("release v7", "REFUSED", "risk_auc regressed on the same calls", "published (same calls)",
+                 "warn_risk", "pack alone"):
+        assert text in md and text in page.replace("<strong>", "").replace("</strong>", "").replace(
+            "<code>", "`").replace("</code>", "`")
+    # a second evaluation replaces the plots instead of piling them up
+    evaluate_report.write(tmp_path, metrics, ev, _outputs(ev, seed=5), release="v7")
+    assert len(list(tmp_path.glob("*.png"))) == 3
+    assert categories.by_key("legit").code in CLASSES
