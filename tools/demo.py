@@ -41,6 +41,7 @@ class DemoConfig:
     channel: str = "stable"
     port: int = 0  # 0: a free loopback port
     student: bool = True
+    history_days: int = 2  # days of call log the handset holds before day 1 (its local history)
     steps: list = field(default_factory=list)
 
 
@@ -201,6 +202,9 @@ def run_demo(cfg: DemoConfig) -> dict:
             uploaded = upload_tags(server, split_tags(sim / "tags.jsonl", cut, prev_cut), tokens)
             calls_hist = split_calls(sim / "calls.csv", None, cut, work / f"calls-until-day{n}.csv")
             calls_day = split_calls(sim / "calls.csv", cut, cut + timedelta(days=1), work / f"calls-day{n}.csv")
+            # the phones' own call log: the days before (local history and whom they dialled)
+            calls_log = split_calls(sim / "calls.csv", cut - timedelta(days=cfg.history_days), cut,
+                                    work / f"calls-log-day{n}.csv") if n == 1 else None
             click.echo(f"== day {n}: build")
             built = build(BuildConfig(out=str(work / "builds"), data_dir=str(work / "store"),
                                       calls=str(calls_hist), verified=str(sim / "verified.csv"),
@@ -216,7 +220,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             t = time.perf_counter()
             synced = handset.sync(force=True)
             sync_s = time.perf_counter() - t
-            replay = handset.replay(calls_day, truth_csv=sim / "truth.csv")
+            replay = handset.replay(calls_day, truth_csv=sim / "truth.csv", history_csv=calls_log)
             summary["days"].append({"day": n, "uploaded": uploaded, "build": built.to_dict(),
                                     "manifest_version": manifest.version, "lookup_labels": lookup,
                                     "sync": synced.to_dict(), "sync_s": sync_s, "replay": replay,

@@ -396,10 +396,11 @@ class Handset:
 
     # ------------------------------------------------------------ replay and status
     def replay(self, calls_csv: str | Path, limit: int | None = None, incoming_only: bool = True,
-               truth_csv: str | Path | None = None) -> dict:
-        """Label a stream of calls (simulator calls.csv) and summarise decisions and timings."""
+               truth_csv: str | Path | None = None, history_csv: str | Path | None = None) -> dict:
+        """Label a stream of calls (simulator calls.csv) and summarise decisions and timings; with
+        `history_csv` the handset first builds its local call history from earlier calls (unscored)."""
         from tools.handset_replay import replay_calls
-        return replay_calls(self, calls_csv, limit, incoming_only, truth_csv)
+        return replay_calls(self, calls_csv, limit, incoming_only, truth_csv, history_csv)
 
     def status(self) -> dict:
         """What the handset holds: config, sync state, pack, model, lists, tag queue."""

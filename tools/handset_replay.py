@@ -57,12 +57,40 @@ def path_of(d) -> str:
     return "no_pack_no_model"
 
 
+def _warm_up(h: Any, history_csv: str | Path, dialled: set) -> int:
+    """Give the handset the local history a phone has: label the earlier incoming calls (recording
+    them, decisions discarded) and note whom each subscriber dialled (the contacts proxy the model is
+    trained with, `trainer.features.ring_events`). Returns the incoming calls replayed."""
+    n = 0
+    with open(history_csv, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["direction"] != "in":
+                dialled.add((row["callee_hash"], row["caller"]))
+                continue
+            try:
+                h.label(row["presentation"] or row["caller"], ring_s=_float(row["ring_s"]),
+                        answered=row["answered"] in ("1", "true", "True"), time=row["start"],
+                        verification=row["verification"] or "none", callee=row["callee_hash"],
+                        talk_s=_float(row["talk_s"]),
+                        in_contacts=(row["callee_hash"], row["caller"]) in dialled)
+                n += 1
+            except HandsetError:
+                continue
+    return n
+
+
 def replay_calls(h: Any, calls_csv: str | Path, limit: int | None = None, incoming_only: bool = True,
-                 truth_csv: str | Path | None = None) -> dict:
-    """Label every (incoming) call of `calls_csv` in order with handset `h`; returns a summary."""
+                 truth_csv: str | Path | None = None, history_csv: str | Path | None = None) -> dict:
+    """Label every (incoming) call of `calls_csv` in order with handset `h`; returns a summary.
+
+    With `history_csv` (earlier calls of the same subscribers) the handset first builds its local call
+    history from it, unscored. A number the subscriber dialled before counts as a contact."""
     path = Path(calls_csv)
     if not path.is_file():
         raise HandsetError(f"no calls file at {path}; pass the calls.csv written by `callmark simulate`")
+    # the contacts proxy, kept for the handset's session (a later replay continues the same phone)
+    dialled: set = h.__dict__.setdefault("replay_dialled", set())
+    warmed = _warm_up(h, history_csv, dialled) if history_csv else 0
     truth = read_truth(truth_csv) if truth_csv else None
     actions, cats, sources = Counter(), Counter(), Counter()
     timings: list[int] = []
@@ -75,8 +103,10 @@ def replay_calls(h: Any, calls_csv: str | Path, limit: int | None = None, incomi
         if not r.fieldnames or not set(CALLS_COLUMNS) <= set(r.fieldnames):
             raise HandsetError(f"{path}: expected columns {','.join(CALLS_COLUMNS)} (simulator calls.csv)")
         for row in r:
-            if incoming_only and row["direction"] != "in":
-                continue
+            if row["direction"] != "in":
+                dialled.add((row["callee_hash"], row["caller"]))
+                if incoming_only:
+                    continue
             if limit is not None and n >= limit:
                 break
             try:
@@ -84,7 +114,8 @@ def replay_calls(h: Any, calls_csv: str | Path, limit: int | None = None, incomi
                 d = h.label(row["presentation"] or row["caller"], ring_s=_float(row["ring_s"]),
                             answered=row["answered"] in ("1", "true", "True"), time=row["start"],
                             verification=row["verification"] or "none", callee=row["callee_hash"],
-                            talk_s=_float(row["talk_s"]))
+                            talk_s=_float(row["talk_s"]),
+                            in_contacts=(row["callee_hash"], row["caller"]) in dialled)
                 ns = time.perf_counter_ns() - start
             except HandsetError:
                 skipped += 1
@@ -100,7 +131,7 @@ def replay_calls(h: Any, calls_csv: str | Path, limit: int | None = None, incomi
                 _score(acc, truth.get(row["caller"]), d)
     h.flush()
     wall = time.perf_counter() - t0
-    out = {"calls": n, "skipped": skipped, "seconds": round(wall, 2),
+    out = {"calls": n, "skipped": skipped, "history_calls": warmed, "seconds": round(wall, 2),
            "calls_per_s": round(n / wall, 1) if wall > 0 else None,
            "actions": dict(actions.most_common()), "sources": dict(sources.most_common()),
            "categories": dict(cats.most_common(12)), "latency": percentiles_us(timings),

@@ -240,7 +240,18 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     t0 = time.time()
     ev = evaluation_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events)
     pack_flag = pack_flags(ev, policy)
-    out = score_events(cand, ev)
+    try:
+        out = score_events(cand, ev)
+    except cm.ModelContractError as exc:  # a phone could not run it: refused without figures
+        if not gate:
+            raise
+        problems = contract_problems(cand, pub) or [f"cannot run the candidate: {exc}"]
+        verdict = {"accepted": False, "reasons": problems, "compared": {}, "margin": margin, "min_gain": min_gain,
+                   "published": str(pub) if pub else None, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        metrics = read_metrics(cand)
+        metrics["gate"] = verdict
+        (cand / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return {"candidate": None, "published": None, "verdict": verdict}
     c = compute_metrics(ev, out, max_fpr, policy, pack_flag)
     p = compute_metrics(ev, score_events(pub, ev), max_fpr, policy, pack_flag) if pub else None
     truth = "simulation ground truth" if truth_csv else "release labels (callers nobody tagged count as honest)"

@@ -290,12 +290,13 @@ def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, s
                           truth_csv=cfg.eval_truth, margin=cfg.gate_margin, min_gain=cfg.min_gain,
                           release=build_dir.name)
     verdict = res["verdict"]
-    stats["model_evaluation"] = {k: res["candidate"][k] for k in HEADLINE}
-    stats["model_evaluation"]["truth"] = res["candidate"]["data"]["truth"]
+    if res["candidate"]:
+        stats["model_evaluation"] = {k: res["candidate"][k] for k in HEADLINE}
+        stats["model_evaluation"]["truth"] = res["candidate"]["data"]["truth"]
     if res["published"]:
         stats["model_evaluation_published"] = {k: res["published"][k] for k in HEADLINE}
     stats["model_gate"] = "accepted" if verdict["accepted"] else "refused: " + "; ".join(verdict["reasons"])
-    report = str(Path(model_dir) / "report.md")
+    report = str(Path(model_dir) / "report.md") if (Path(model_dir) / "report.md").exists() else None
     if verdict["accepted"]:
         return model_dir, report
     echo("      the release gate refused the new model; the release keeps the published one.\n"
