@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from callmark import categories
+from callmark.exports import artefact_path
 
 PLOT_NAMES = ("roc_pr.png", "confusion.png", "calibration.png")
 _HASHED = re.compile(r"^[0-9a-f]{16}-(" + "|".join(re.escape(n) for n in PLOT_NAMES) + r")$")
@@ -181,7 +182,7 @@ def _save(fig, out_dir: Path, name: str) -> str:
     fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)
     data = buf.getvalue()
-    fname = f"{hashlib.sha256(data).hexdigest()[:16]}-{name}"
+    fname = artefact_path(hashlib.sha256(data).hexdigest(), name).rsplit("/", 1)[-1]  # the exports name
     (out_dir / fname).write_bytes(data)
     return fname
 

@@ -137,7 +137,7 @@ from pathlib import Path
 from tools.simulate import simulate
 from trainer.model.student import StudentConfig, train_student
 sim, bad, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-simulate(str(sim), days=5, users=800, seed=3)
+simulate(str(sim), days=7, users=1500, seed=3)
 shutil.copytree(sim, bad)
 rows = list(csv.DictReader(open(sim / "truth.csv")))
 labels = [(r["category"], r["harmful"]) for r in rows]

@@ -137,17 +137,18 @@ def calibrate_risk(model, X_val: dict[str, np.ndarray], target: np.ndarray) -> d
     p = np.asarray(model.predict(X_val, verbose=0, batch_size=2048)["risk"]).reshape(-1).astype(np.float64)
     p = np.clip(p, 1e-4, 1 - 1e-4)
     z, t = np.log(p / (1 - p)), np.asarray(target, dtype=np.float64)
+    from scipy.special import expit
+
     a, c = 1.0, 0.0
-    for _ in range(50):
-        q = 1 / (1 + np.exp(-(a * z + c)))
+    for _ in range(50):  # damped Newton, kept inside a sane range (hard 0/1 targets can be separable)
+        q = expit(a * z + c)
         g = np.array([((q - t) * z).mean(), (q - t).mean()])
         w = q * (1 - q)
-        h = np.array([[(w * z * z).mean(), (w * z).mean()], [(w * z).mean(), w.mean()]]) + 1e-6 * np.eye(2)
-        step = np.linalg.solve(h, g)
-        a, c = a - step[0], c - step[1]
+        h = np.array([[(w * z * z).mean(), (w * z).mean()], [(w * z).mean(), w.mean()]]) + 1e-4 * np.eye(2)
+        step = np.clip(np.linalg.solve(h, g), -1.0, 1.0)
+        a, c = float(np.clip(a - step[0], 0.05, 20.0)), float(np.clip(c - step[1], -10.0, 10.0))
         if np.abs(step).max() < 1e-6:
             break
-    a = float(np.clip(a, 0.05, 20.0))
     layer = model.get_layer("risk_logit")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel * a, bias * a + c])
@@ -157,7 +158,7 @@ def calibrate_risk(model, X_val: dict[str, np.ndarray], target: np.ndarray) -> d
         return float(sum(abs(pp[which == b].mean() - t[which == b].mean()) * (which == b).mean()
                          for b in range(10) if (which == b).any()))
     return {"a": round(a, 4), "c": round(float(c), 4), "val_ece_before": round(ece(p), 4),
-            "val_ece_after": round(ece(1 / (1 + np.exp(-(a * z + c)))), 4)}
+            "val_ece_after": round(ece(expit(a * z + c)), 4)}
 
 
 def logit_range(clip: float) -> tuple[float, float]:
