@@ -32,7 +32,7 @@ class FeatureInputError(ValueError):
     """A calls / feature table that cannot be read (missing columns, bad values)."""
 
 
-def _parse_ts(values) -> np.ndarray:
+def parse_ts(values) -> np.ndarray:
     """ISO-8601 UTC strings (`2026-03-01T16:00:30Z`) -> epoch seconds (float64)."""
     try:
         if all(len(v) == 20 and v[-1] == "Z" for v in values):
@@ -112,7 +112,7 @@ def _start(values, path) -> np.ndarray:
     try:
         return np.asarray([float(v) for v in vals], dtype=np.float64)  # epoch seconds
     except ValueError:
-        return _parse_ts(vals)
+        return parse_ts(vals)
 
 
 def _normalise(raw: dict[str, list], n: int, path) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from callmark.labels import FLAG_MODEL, FLAG_VERIFIED, read_labels
-from trainer.call_records import FeatureInputError, _parse_ts, iter_records  # noqa: F401  (re-exported)
+from trainer.call_records import FeatureInputError, iter_records, parse_ts  # noqa: F401  (re-exported)
 
 CALL_COLUMNS = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answered", "direction",
                 "presentation", "verification")
@@ -269,7 +269,7 @@ def read_tags(tags_jsonl) -> list[tuple[float, int, str, str]]:
             try:
                 t = json.loads(line)
                 key = key_of(str(t["number"]))
-                ts = _parse_ts([t["ts"]])[0]
+                ts = parse_ts([t["ts"]])[0]
             except (ValueError, KeyError, FeatureInputError):
                 continue
             if key is not None:

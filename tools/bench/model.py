@@ -55,9 +55,10 @@ def student_latency(model_dir: str, runs: int) -> dict:
         runner.score(f)
         full.append(time.perf_counter_ns() - t0)
     # the interpreter alone (what a phone's native code pays), without the Python signature runner
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(Path(model_dir) / "model.tflite"), num_threads=1)
+    it = Interpreter(model_path=str(Path(model_dir) / "model.tflite"), num_threads=1,  # as ModelRunner
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     ids = {d["name"]: d["index"] for d in it.get_input_details()}
     for name, index in ids.items():
