@@ -67,6 +67,7 @@ class StudentConfig:
     prefix_lengths: tuple[int, ...] = (5, 8, 11)
     prefix_buckets: tuple[int, ...] = (1031, 2053, 4099)
     calibrate: bool = True  # Platt-scale the risk logit on the validation callers (folded into the weights)
+    min_calibration_events: int = 2000  # fewer validation calls: no calibration (two parameters overfit)
     embed_dim: int = 4
     distill_weight: float = 0.5  # risk target = (1 - w) * truth + w * teacher score
     soft_classes: bool = False  # callers missing from truth: class target spread by the teacher score
@@ -326,8 +327,11 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
     t_fit = time.time() - t0 - t_prep
 
     calibration = None
-    if cfg.calibrate and use_val:
+    if cfg.calibrate and use_val and val.sum() >= cfg.min_calibration_events:
         calibration = calibrate_risk(model, {k: v[val] for k, v in X.items()}, y_risk[val])
+    elif cfg.calibrate:
+        calibration = {"skipped": f"{int(val.sum()) if use_val else 0} validation calls < "
+                                  f"{cfg.min_calibration_events}: too few to fit a calibration on"}
     convert.snap_to_int8_grid(model, dense_input_scales(model, cfg))  # Keras now holds the file's weights
     rng = np.random.default_rng(cfg.seed)
     rep_idx = rng.choice(np.flatnonzero(tr), size=min(cfg.representative_rows, int(tr.sum())), replace=False)
