@@ -53,14 +53,19 @@ class ConsensusConfig:
     new_account_weight: float = 0.2  # weight of a vote cast by a brand-new account (0..1]
     maturity_days: float = 3.0  # days of account age until its votes weigh fully
     cohort_cap: float = 1.0  # max total weight of young accounts on one number per UTC day (votes)
-    bloc_window_days: float = 1.0  # days; votes this close on a number count as "together"
-    bloc_neighbours: int = 8  # time-neighbours paired per vote when looking for blocs
-    bloc_min_shared: int = 2  # numbers a pair must share to be linked
-    bloc_min_overlap: float = 0.25  # and that share of the smaller reporter's votes
+    bloc_neighbours: int = 8  # votes paired per vote on a number when looking for blocs
+    bloc_min_shared: int = 4  # numbers a pair must share to be linked
+    bloc_min_agreement: float = 0.9  # share of those on which the pair voted alike
+    bloc_min_overlap: float = 0.25  # agreements covering that share of the smaller one's votes
+    bloc_max_kappa: float = 0.0  # a linked group is a bloc when, where it acts together, its
+    # chance-corrected agreement (Cohen's kappa) with everyone else is below this
     prior_accuracy: float = 0.75  # prior mean of a reporter's accuracy
     prior_strength: float = 4.0  # prior weight in votes
     accuracy_min: float = 0.34  # clip of learned accuracy
     accuracy_max: float = 0.95  # bounds one vote's likelihood ratio
+    confusion_min_votes: int = 20  # votes a reporter needs for its own confusion matrix; 0: none
+    confusion_strength: float = 10.0  # pseudo-votes per true class pulling it to its one-coin row
+    confusion_max_reporters: int = 100_000  # most prolific reporters with a matrix (memory bound)
     em_iterations: int = 10
     em_tol: float = 1e-3  # stop when no accuracy / confusion / prior moves more than this
     calibration: tuple[float, float, float] = (0.1718, 0.4804, -0.9556)  # (a, b, c): confidence
@@ -79,23 +84,28 @@ class ConsensusConfig:
         """Raise ConsensusConfigError naming the first bad value."""
         def bad(name, why):
             raise ConsensusConfigError(f"consensus config {name}={getattr(self, name)!r}: {why}")
-        for name in ("half_life_days", "maturity_days", "bloc_window_days", "prior_strength"):
+        for name in ("half_life_days", "maturity_days", "prior_strength",
+                     "confusion_strength"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 bad(name, "must be a non-negative number")
         if self.half_life_days <= 0:
             bad("half_life_days", "must be > 0 (days)")
         for name in ("min_reporters", "daily_cap", "bloc_neighbours", "bloc_min_shared",
-                     "em_iterations", "appeal_min_reporters", "range10_min", "range100_min",
+                     "em_iterations", "appeal_min_reporters", "confusion_min_votes",
+                     "confusion_max_reporters", "range10_min", "range100_min",
                      "range100_min_blocks"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 bad(name, "must be a non-negative integer")
-        for name in ("min_confidence", "new_account_weight", "bloc_min_overlap", "prior_accuracy",
+        for name in ("min_confidence", "new_account_weight", "bloc_min_overlap",
+                     "bloc_min_agreement", "prior_accuracy",
                      "accuracy_min", "accuracy_max"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 bad(name, "must be within 0..1")
+        if not isinstance(self.bloc_max_kappa, (int, float)) or not -1 <= self.bloc_max_kappa <= 1:
+            bad("bloc_max_kappa", "must be within -1..1")
         if not 0 < self.accuracy_min < self.accuracy_max < 1:
             bad("accuracy_max", "need 0 < accuracy_min < accuracy_max < 1")
         cal = self.calibration
@@ -233,10 +243,11 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
         day = ts // DAY
         h = D.history_factor(rep, ts, first_ts, cfg.new_account_weight, cfg.maturity_days)
         young = h < 1.0
-        bloc, n_blocs = D.find_blocs(item, rep, ts, n_reps, window_days=cfg.bloc_window_days,
-                                     neighbours=cfg.bloc_neighbours,
+        bloc, n_blocs = D.find_blocs(item, rep, cls, n_reps, neighbours=cfg.bloc_neighbours,
                                      min_shared=cfg.bloc_min_shared,
-                                     min_overlap=cfg.bloc_min_overlap, presorted=True)
+                                     min_overlap=cfg.bloc_min_overlap,
+                                     min_agreement=cfg.bloc_min_agreement,
+                                     max_kappa=cfg.bloc_max_kappa)
         stats["blocs"] = n_blocs
         stats["reporters_in_blocs"] = int((bloc != np.arange(n_reps)).sum() + n_blocs)
         unit = bloc[rep].astype(np.int32) if n_blocs else rep
@@ -260,7 +271,10 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
                       prior_accuracy=cfg.prior_accuracy, prior_strength=cfg.prior_strength,
                       accuracy_bounds=(cfg.accuracy_min, cfg.accuracy_max),
                       iterations=cfg.em_iterations, tol=cfg.em_tol, loo=cfg.defences,
-                      learn_mask=(n_units[item] >= 2) if cfg.defences else None)
+                      learn_mask=(n_units[item] >= 2) if cfg.defences else None,
+                      confusion_min_votes=cfg.confusion_min_votes,
+                      confusion_strength=cfg.confusion_strength,
+                      confusion_max_reporters=cfg.confusion_max_reporters)
         post = res.log_post  # normalised in place
         post -= post.max(axis=1, keepdims=True)
         np.exp(post, out=post)

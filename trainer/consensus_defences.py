@@ -4,8 +4,9 @@
 - `latest_vote`: one effective vote per (reporter, number): the latest wins.
 - `history_factor`: an account's vote weighs little until the account has history (age at the time
   of the vote, measured from its first tag).
-- `find_blocs`: reporters that repeatedly vote on the same numbers close together in time are linked;
-  linked components are blocs, counted as one voter on any number they share.
+- `find_blocs`: reporters that agree with each other on many numbers and, where they act together,
+  agree with everyone else far less than the crowd agrees with itself form a bloc (no timing),
+  counted as one voter on any number they share.
 - `collapse`: within a number, a bloc's votes together weigh as its heaviest member, and young
   accounts voting on the same number on the same day together weigh at most `cohort_cap`.
 - `bound_influence`: a reporter's total weight across all numbers is capped.
@@ -97,44 +98,66 @@ def history_factor(reporter: np.ndarray, ts: np.ndarray, first_ts: np.ndarray, n
     return new_weight + (1.0 - new_weight) * np.clip(age, 0.0, 1.0)
 
 
-def find_blocs(item: np.ndarray, reporter: np.ndarray, ts: np.ndarray, n_reps: int, *,
-               window_days: float, neighbours: int, min_shared: int, min_overlap: float,
-               presorted: bool = False) -> tuple[np.ndarray, int]:
+def find_blocs(item: np.ndarray, reporter: np.ndarray, cls: np.ndarray, n_reps: int, *,
+               neighbours: int, min_shared: int, min_overlap: float, min_agreement: float,
+               max_kappa: float) -> tuple[np.ndarray, int]:
     """Bloc id per reporter (its own id when alone) and the number of multi-member blocs.
 
-    Within each number, votes are ordered by reporter id (an order that is the same on every number,
-    so members of a bloc stay neighbours wherever they vote together) and each vote is paired with
-    its next `neighbours` votes that fall within `window_days` of it; a pair of reporters paired
-    on >= `min_shared` numbers, covering >= `min_overlap` of the smaller one's votes, is linked.
-    Items must be one vote per reporter; `presorted`: votes already sorted by (item, reporter)."""
+    Timing plays no part; one vote per reporter per number; sorts and bincounts over the votes.
+    1. Pairs. Within each number, votes are ordered by a fixed hash of the reporter id (the same
+       order on every number, whatever the account's age or id) and each vote is paired with its
+       next `neighbours` votes: O(votes x neighbours) also on numbers with thousands of votes (a
+       sample of the pairs there, independent of the votes' categories).
+    2. Links. A pair that shares >= `min_shared` numbers, agrees on >= `min_agreement` of them
+       and whose agreements cover >= `min_overlap` of the smaller reporter's votes is linked;
+       connected components are candidates.
+    3. Test. On each number a reference crowd counts every voter outside the candidates once and
+       every candidate once (its members' most voted category), so no group outweighs another
+       by its size. A candidate's agreement A is the share of the rest of that reference voting
+       its category, averaged over the numbers where >= 2 of its members voted, and its
+       chance-corrected agreement kappa = (A - c) / (1 - c), c = the sum of the squared category
+       shares of the reference (Cohen's kappa against the crowd); numbers count by the members'
+       votes on them. A candidate is a bloc when kappa < `max_kappa` (default 0: it agrees with
+       everyone else less than chance would) or most of its joint votes are on numbers nobody
+       else voted on (at least `min_shared` of them), and it holds less than half of the reporters with
+       `min_shared` votes (a group that large is the crowd): colluders agree with each other far
+       more than with everyone else. Prolific honest reporters who agree with each other because they agree
+       with the truth agree with the rest of the crowd at least as much as the crowd agrees with
+       itself, so they are not caught.
+    """
     bloc = np.arange(n_reps, dtype=np.int64)
-    nv = np.bincount(reporter, minlength=n_reps)
-    m = nv[reporter] >= min_shared
-    if m.sum() < 2:
+    n = item.shape[0]
+    if n < 2:
         return bloc, 0
-    it, rp, t = (item, reporter, ts) if m.all() else (item[m], reporter[m], ts[m])
-    del m
-    if not presorted:
-        order = np.lexsort((rp, it))
-        it, rp, t = it[order], rp[order], t[order]
-        del order
-    window = window_days * DAY
-    pa, pb = [], []
+    nv = np.bincount(reporter, minlength=n_reps)
+    item = item.astype(np.int64)
+    hashed = (reporter.astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    order = np.lexsort((hashed, item))
+    del hashed
+    i_s, r_s, c_s = item[order], reporter[order].astype(np.int64), cls[order].astype(np.int64)
+    elig = nv[r_s] >= min_shared
+    codes = []
     for j in range(1, neighbours + 1):
-        same = (it[j:] == it[:-j]) & (np.abs(t[j:] - t[:-j]) <= window)
+        same = (i_s[j:] == i_s[:-j]) & elig[j:] & elig[:-j]
         if not same.any():
             break
-        a, b = rp[:-j][same], rp[j:][same]
-        pa.append(np.minimum(a, b))
-        pb.append(np.maximum(a, b))
-    if not pa:
+        a, b = r_s[:-j][same], r_s[j:][same]
+        agree = c_s[j:][same] == c_s[:-j][same]
+        codes.append((np.minimum(a, b) * n_reps + np.maximum(a, b)) * 2 + agree)
+    if not codes:
         return bloc, 0
-    a = np.concatenate(pa).astype(np.int64)
-    b = np.concatenate(pb).astype(np.int64)
-    code, counts = np.unique(a * n_reps + b, return_counts=True)
-    a, b = code // n_reps, code % n_reps
-    smaller = np.minimum(nv[a], nv[b])
-    link = (counts >= min_shared) & (counts >= min_overlap * smaller) & (a != b)
+    code, counts = np.unique(np.concatenate(codes), return_counts=True)
+    del codes
+    pair = code // 2
+    first = np.ones(pair.size, bool)
+    first[1:] = pair[1:] != pair[:-1]
+    gid = np.cumsum(first) - 1
+    shared = np.bincount(gid, counts)
+    agreed = np.bincount(gid, counts * (code % 2))
+    pair = pair[first]
+    a, b = pair // n_reps, pair % n_reps
+    link = ((shared >= min_shared) & (agreed >= min_agreement * shared)
+            & (agreed >= min_overlap * np.minimum(nv[a], nv[b])) & (a != b))
     if not link.any():
         return bloc, 0
     a, b = a[link], b[link]
@@ -142,11 +165,59 @@ def find_blocs(item: np.ndarray, reporter: np.ndarray, ts: np.ndarray, n_reps: i
     ia, ib = np.searchsorted(nodes, a), np.searchsorted(nodes, b)
     g = coo_matrix((np.ones(ia.shape[0]), (ia, ib)), shape=(nodes.size, nodes.size))
     n_comp, labels = connected_components(g, directed=False)
-    # bloc id: smallest reporter id in the component
+    comp = np.full(n_reps, -1, np.int64)
+    comp[nodes] = labels
+    # reference crowd per number: every voter in no candidate counts once, every candidate once
+    # (its members' majority category), so no group outweighs the others by its size
+    k = int(c_s.max()) + 1
+    cell = i_s * k + c_s
+    n_items = int(i_s[-1]) + 1
+    out = comp[r_s] < 0
+    mv = np.flatnonzero(~out)
+    cm = comp[r_s[mv]]
+    ci = cm * n_items + i_s[mv]
+    g_ci, inv_ci, cnt_ci = np.unique(ci, return_inverse=True, return_counts=True)
+    inv_ci = inv_ci.ravel()
+    g_cc, inv_cc, cnt_cc = np.unique(ci * k + c_s[mv], return_inverse=True, return_counts=True)
+    o = np.lexsort((-cnt_cc, g_cc // k))  # per (candidate, number): the most voted category
+    top = np.ones(o.size, bool)
+    top[1:] = (g_cc[o] // k)[1:] != (g_cc[o] // k)[:-1]
+    lab = (g_cc[o][top] % k)  # aligned with g_ci (both sorted by candidate, number)
+    c_item = g_ci % n_items
+    c_comp = g_ci // n_items
+    joint = cnt_ci >= 2  # numbers where the candidate acted together
+    cells, cinv = np.unique(np.concatenate([cell[out], c_item * k + lab]), return_inverse=True)
+    ref_c = np.bincount(cinv, minlength=cells.size).astype(float)
+    ref_n = np.bincount(cells // k, ref_c, minlength=n_items)
+    n_out = int(out.sum())
+    # agreement with the reference crowd, leaving the candidate out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share_out = None
+        share_c = (ref_c[cinv[n_out:]] - 1) / (ref_n[c_item] - 1)
+    del share_out
+    # chance agreement: sum of squared category shares of the reference crowd
+    marg = np.bincount(cells % k, ref_c, minlength=k)
+    chance = float((marg / max(marg.sum(), 1e-12)) @ (marg / max(marg.sum(), 1e-12)))
+    # per (candidate, number) where it acted together, weighted by its members' votes there
+    ok_c = joint & np.isfinite(share_c)
+    wt = cnt_ci.astype(float)
+    agree = np.bincount(c_comp[ok_c], (wt * share_c)[ok_c], minlength=n_comp)
+    seen = np.bincount(c_comp[ok_c], wt[ok_c], minlength=n_comp)
+    acted = np.bincount(c_comp[joint], wt[joint], minlength=n_comp)
+    alone = np.bincount(c_comp[joint & ~ok_c], minlength=n_comp)  # numbers nobody else voted on
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = (agree / seen - chance) / max(1.0 - chance, 1e-12)
+    small = np.bincount(labels, minlength=n_comp) * 2 < int((nv >= min_shared).sum())
+    is_bloc = (acted > 0) & small & (((alone >= min_shared) & (seen * 2 <= acted))
+                                     | (kappa < max_kappa))
+    if not is_bloc.any():
+        return bloc, 0
+    keep = is_bloc[labels]
+    nodes, labels = nodes[keep], labels[keep]
     rep_of = np.full(n_comp, np.iinfo(np.int64).max)
     np.minimum.at(rep_of, labels, nodes)
     bloc[nodes] = rep_of[labels]
-    return bloc, int(n_comp)
+    return bloc, int(is_bloc.sum())
 
 
 def collapse(item: np.ndarray, unit: np.ndarray, young: np.ndarray, day: np.ndarray,

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from trainer import consensus_confusion as CF
+
 ITEM_CHUNK = 131_072  # items per dense (items x classes) block in the E-step
 VOTE_CHUNK = 8_192  # votes per (votes x classes) float32 block in the M-step (fits the L2 cache)
 LOG_FLOOR = -60.0  # item log posteriors below max - 60 are floored (e^-60: no effect, no denormals)
@@ -36,6 +38,7 @@ class EMResult:
     prior: np.ndarray  # float64 per class
     confusion: np.ndarray  # float64 (classes x classes), rows sum to 1, zero diagonal
     iterations: int
+    reporter_confusion: "CF.Confusions | None" = None  # own matrices of the prolific reporters
 
 
 def _softmax(s: np.ndarray) -> np.ndarray:
@@ -51,8 +54,11 @@ class _Votes:
     The E-step works class-major (classes x items): reductions over the 18 classes are then
     element-wise operations on whole rows, much faster than reductions along a short axis."""
 
-    def __init__(self, item, cls, rep, w, n_items, k):
+    def __init__(self, item, cls, rep, w, n_items, k, conf: "CF.Confusions | None" = None):
         self.item, self.cls, self.rep, self.w, self.n_items, self.k = item, cls, rep, w, n_items, k
+        self.conf = conf  # reporters with their own confusion matrix (corrections to one-coin)
+        self.heavy = (np.flatnonzero(conf.hid[rep] >= 0) if conf is not None and conf.n
+                      else np.zeros(0, np.int64))
         self.bounds = np.searchsorted(item, np.arange(0, n_items + ITEM_CHUNK, ITEM_CHUNK))
         # flat (class, item) cell of each vote within its chunk (int32: < ITEM_CHUNK * k), and the
         # weighted vote count per cell: both constant over the iterations
@@ -82,6 +88,15 @@ class _Votes:
             o += np.bincount(self.item[a:b] - lo, wv * log_1acc[r], minlength=m).astype(dtype)
             o += lp
             o += lq @ (cnt if dtype == np.float32 else cnt.astype(dtype))
+            if self.heavy.size:  # own-matrix reporters: log pi_r[t, c] - one-coin log term
+                ha, hb = np.searchsorted(self.heavy, (a, b))
+                if hb > ha:
+                    hv = self.heavy[ha:hb]
+                    g = self.conf.ld[self.conf.hid[self.rep[hv]], self.cls[hv]].astype(np.float64)
+                    g *= self.w[hv][:, None]
+                    ii = self.item[hv] - lo
+                    for t in range(k):
+                        o[t] += np.bincount(ii, g[:, t], minlength=m).astype(dtype)
             yield lo, hi, o
 
     def log_post_t(self, log_acc, log_1acc, log_prior, log_q0, dtype=np.float64) -> np.ndarray:
@@ -114,14 +129,18 @@ class _Votes:
 def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit: np.ndarray,
         n_items: int, n_reps: int, k: int, *, prior_accuracy: float, prior_strength: float,
         accuracy_bounds: tuple[float, float], iterations: int, tol: float, loo: bool,
-        learn_mask: np.ndarray | None = None) -> EMResult:
+        learn_mask: np.ndarray | None = None, confusion_min_votes: int = 0,
+        confusion_strength: float = 10.0, confusion_max_reporters: int = 100_000) -> EMResult:
     """Fit accuracies, confusion and class prior; votes must be sorted by `item`.
 
     `unit` groups votes for the leave-one-out score (reporter or bloc id); `learn_mask` selects the
-    votes that inform accuracies (e.g. items with at least two units)."""
+    votes that inform accuracies (e.g. items with at least two units). Reporters with at least
+    `confusion_min_votes` votes get their own confusion matrix (consensus_confusion), shrunk toward
+    their one-coin row with `confusion_strength` pseudo-votes per true class."""
     lo_b, hi_b = accuracy_bounds
     w = np.asarray(w, np.float64)
-    votes = _Votes(item, cls, rep, w, n_items, k)
+    conf = CF.select(rep, unit, n_reps, k, confusion_min_votes, confusion_max_reporters)
+    votes = _Votes(item, cls, rep, w, n_items, k, conf)
     acc = np.full(n_reps, prior_accuracy, np.float64)
     q = np.full((k, k), 1.0 / (k - 1))
     np.fill_diagonal(q, 0.0)
@@ -143,6 +162,10 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
     m_ii = item[m_idx]
     single = learn[~multi] if loo else learn
     del learn, multi, l_group
+    h_idx = single[conf.hid[rep[single]] >= 0] if conf.n else np.zeros(0, np.int64)
+    if h_idx.size:  # own-matrix reporters' votes are scored by consensus_confusion
+        single = single[conf.hid[rep[single]] < 0]
+    h_item, h_rep, h_cls, h_w = item[h_idx], rep[h_idx], cls[h_idx].astype(np.int64), w[h_idx]
     # single votes sorted by (class, item): each class is one run of cache-sized blocks
     single = single[np.argsort(cls[single].astype(np.int8), kind="stable")]  # radix sort
     s_item, s_rep, s_w = item[single], rep[single], w[single]
@@ -172,6 +195,10 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         for a in range(0, s_rep.shape[0], 1 << 20):  # blocks: bounded temporaries
             num += np.bincount(s_rep[a:a + (1 << 20)], s_w[a:a + (1 << 20)] *
                                correct_s[a:a + (1 << 20)], minlength=n_reps)
+        if h_idx.size:
+            correct_h = CF.loo_heavy(post, h_item, h_rep, h_cls, h_w, conf, log_acc, log_1acc,
+                                     log_q0, qcount, loo)
+            num += np.bincount(h_rep, h_w * correct_h, minlength=n_reps)
         if m_idx.size:
             correct_m = _loo_groups(s_multi, cls[m_idx], w[m_idx], rep[m_idx], m_group,
                                     log_acc, log_1acc, log_q0, qcount)
@@ -182,13 +209,18 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         new_q = qcount / qcount.sum(axis=1, keepdims=True)
         delta = max(float(np.abs(new_acc - acc).max(initial=0.0)), float(np.abs(new_q - q).max()),
                     float(np.abs(new_prior - prior).max()))
+        if h_idx.size:
+            old = conf.ld.copy() if conf.n else None
+            CF.update(conf, new_acc, new_q, confusion_strength, hi_b)
+            delta = max(delta, float(np.abs(np.exp(conf.ld) - np.exp(old)).max(initial=0.0)))
+            del old
         acc, q, prior = new_acc, new_q, new_prior
         del post, s_multi, correct_s
         if delta < tol:
             break
-    del s_item, s_rep, s_w, s_w32, s_cls  # free the learning copies before the float64 posterior
+    del s_item, s_rep, s_w, s_w32, s_cls, h_item, h_rep, h_cls, h_w  # free the learning copies before the float64 posterior
     log_post = votes.log_post_t(np.log(acc), np.log1p(-acc), np.log(prior), _log_q0(q)).T
-    return EMResult(log_post, acc, prior, q, it)
+    return EMResult(log_post, acc, prior, q, it, conf if conf.n else None)
 
 
 def _log_q0(q: np.ndarray) -> np.ndarray:
