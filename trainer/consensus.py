@@ -19,7 +19,8 @@ import numpy as np
 from callmark.categories import CATEGORIES, by_key
 from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED
 from trainer import consensus_defences as D
-from trainer.consensus_em import fit
+from trainer import consensus_calibration as CAL
+from trainer.consensus_em import _log_q0, fit
 from trainer.ingest import Appeal, TagEvents
 from trainer.consensus_output import ConsensusResult, build_ranges
 
@@ -49,7 +50,9 @@ class ConsensusConfig:
     method: str = "em"  # "em" (reliability-weighted) or "majority" (baseline, same thresholds)
     defences: bool = True  # False: plain EM / plain majority (no caps, history, blocs, cohorts)
     daily_cap: int = 20  # tag events per reporter per UTC day that count
-    influence_budget: float = 200.0  # max total weight of one reporter across all numbers (votes)
+    influence_budget: float | None = None  # max total (decayed) weight of one reporter across all
+    # numbers, in votes; None: daily_cap x half_life_days / ln 2, the most an account within the
+    # daily cap can ever hold (so it binds on accounts that evade the cap); 0: no bound
     new_account_weight: float = 0.2  # weight of a vote cast by a brand-new account (0..1]
     maturity_days: float = 3.0  # days of account age until its votes weigh fully
     cohort_cap: float = 1.0  # max total weight of young accounts on one number per UTC day (votes)
@@ -68,9 +71,11 @@ class ConsensusConfig:
     confusion_max_reporters: int = 100_000  # most prolific reporters with a matrix (memory bound)
     em_iterations: int = 10
     em_tol: float = 1e-3  # stop when no accuracy / confusion / prior moves more than this
-    calibration: tuple[float, float, float] = (0.1718, 0.4804, -0.9556)  # (a, b, c): confidence
-    # = sigmoid(a * logit(posterior) + b * log(1 + independent reporters) + c); fitted on simulator
-    # seed 2 by `python -m tools.bench.consensus --fit-calibration`; (1, 0, 0) = raw posterior
+    temper: bool = True  # confidence from the tempered posterior, tau chosen by predicting held-out
+    # reports (consensus_calibration); False: the plain posterior
+    calibration: tuple[float, float, float] = (1.0, 0.0, 0.0)  # (a, b, c): optional Platt map,
+    # confidence = sigmoid(a * logit(p) + b * log(1 + independent reporters) + c) of the posterior
+    # p, e.g. fitted on audited labels; (1, 0, 0) = none
     appeal_min_reporters: int = 0  # post-appeal reporters to lift a suppression; 0: min_reporters
     ranges: bool = True
     range10_min: int = 4  # published harmful numbers in a block of 10 to label the block
@@ -89,6 +94,10 @@ class ConsensusConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 bad(name, "must be a non-negative number")
+        ib = self.influence_budget
+        if ib is not None and (isinstance(ib, bool) or not isinstance(ib, (int, float))
+                               or not math.isfinite(ib) or ib < 0):
+            bad("influence_budget", "must be a non-negative number of votes, or null (auto)")
         if self.half_life_days <= 0:
             bad("half_life_days", "must be > 0 (days)")
         for name in ("min_reporters", "daily_cap", "bloc_neighbours", "bloc_min_shared",
@@ -127,6 +136,12 @@ class ConsensusConfig:
                     bad(name, str(exc))
                 if not isinstance(v, (int, float)) or v < lo or (hi is not None and v > hi):
                     bad(name, f"value for {k} out of range")
+
+    def influence(self) -> float:
+        """The influence budget in votes (resolving None to the daily-cap steady state)."""
+        if self.influence_budget is not None:
+            return float(self.influence_budget)
+        return self.daily_cap * self.half_life_days / math.log(2) if self.daily_cap else 0.0
 
     def thresholds(self) -> tuple[np.ndarray, np.ndarray]:
         """(min reporters, min confidence) per class index."""
@@ -255,7 +270,7 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
         w *= h
         del h
         w *= D.collapse(item, unit, young, day, w, cfg.cohort_cap, blocs=n_blocs > 0)
-        w *= D.bound_influence(rep, w, n_reps, cfg.influence_budget)
+        w *= D.bound_influence(rep, w, n_reps, cfg.influence())
         del day
         units_are_reps = n_blocs == 0  # every (number, unit) pair holds one vote
         if not young.any():
@@ -276,6 +291,15 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
                       confusion_strength=cfg.confusion_strength,
                       confusion_max_reporters=cfg.confusion_max_reporters)
         post = res.log_post  # normalised in place
+        tau = 1.0
+        if cfg.temper:
+            idx = CAL.sample_votes((n_units[item] >= 2) & (unit == rep))
+            lv = CAL.vote_loglik(rep[idx], cls[idx].astype(np.int64), np.log(res.accuracy),
+                                 _log_q0(res.confusion), res.reporter_confusion)
+            tau, _ = CAL.choose_tau(post, np.log(res.prior), item[idx], lv, w[idx])
+            del lv, idx
+            CAL.temper(post, np.log(res.prior), tau)
+        stats["temper"] = tau
         post -= post.max(axis=1, keepdims=True)
         np.exp(post, out=post)
         post /= post.sum(axis=1, keepdims=True)
