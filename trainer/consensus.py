@@ -66,7 +66,8 @@ class ConsensusConfig:
     prior_strength: float = 4.0  # prior weight in votes
     accuracy_min: float = 0.34  # clip of learned accuracy
     accuracy_max: float = 0.95  # bounds one vote's likelihood ratio
-    confusion_min_votes: int = 20  # votes a reporter needs for its own confusion matrix; 0: none
+    confusion_min_votes: int = 10  # votes per class in use a reporter needs for its own confusion
+    # matrix (10 x 18 = 180 when all categories are used; 20 on a 2-class crowd); 0: none
     confusion_strength: float = 10.0  # pseudo-votes per true class pulling it to its one-coin row
     confusion_max_reporters: int = 100_000  # most prolific reporters with a matrix (memory bound)
     em_iterations: int = 10

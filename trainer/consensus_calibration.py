@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 TAUS = np.round(np.arange(0.05, 1.0001, 0.05), 2)  # candidate tempering factors
-SAMPLE = 200_000  # votes used to choose tau (a random sample of the learnable ones)
+SAMPLE = 50_000  # votes used to choose tau (a random sample of the learnable ones)
 
 
 def vote_loglik(rep: np.ndarray, cls: np.ndarray, log_acc: np.ndarray, log_q0: np.ndarray,
@@ -48,14 +48,26 @@ def choose_tau(log_post: np.ndarray, log_prior: np.ndarray, item: np.ndarray, lv
     ev -= w[:, None] * lv  # ... and without it
     lik = np.exp(lv - lv.max(axis=1, keepdims=True))
     shift = lv.max(axis=1)
-    loss = np.empty(TAUS.size)
-    for j, tau in enumerate(TAUS):
-        z = log_prior + tau * ev
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        pred = np.einsum("ij,ij->i", p, lik)
-        loss[j] = -float(np.mean(np.log(np.maximum(pred, 1e-300)) + shift))
+    loss = np.full(TAUS.size, np.inf)
+
+    def at(j):
+        if not np.isfinite(loss[j]):
+            z = log_prior + TAUS[j] * ev
+            z -= z.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            pred = (z * lik).sum(axis=1) / z.sum(axis=1)
+            loss[j] = -float(np.mean(np.log(np.maximum(pred, 1e-300)) + shift))
+        return loss[j]
+    # golden-section style search over the grid (the loss is unimodal in tau in practice)
+    lo, hi = 0, TAUS.size - 1
+    while hi - lo > 2:
+        m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
+        if at(m1) <= at(m2):
+            hi = m2
+        else:
+            lo = m1
+    for j in range(lo, hi + 1):
+        at(j)
     return float(TAUS[int(loss.argmin())]), loss
 
 

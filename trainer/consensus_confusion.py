@@ -2,7 +2,7 @@
 
 The crowd model (consensus_em) gives every reporter r a one-coin row: P(vote c | truth t) = a_r when
 c = t, else (1 - a_r) * Q[t, c], with Q the crowd-wide confusion. A reporter with at least
-`min_votes` votes (and not in a bloc) also gets its own confusion matrix, the Dawid & Skene (1979)
+`votes_per_class` votes per class in use (and not in a bloc) also gets its own confusion matrix, the Dawid & Skene (1979)
 estimate shrunk toward that one-coin row with `strength` pseudo-votes per true class:
 
     pi_r[t, c] = (N_r[t, c] + s * onecoin_r[t, c]) / (sum_c N_r[t, c] + s)
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 VOTE_BLOCK = 65_536  # heavy votes per float64 (votes x classes) block
 
@@ -39,12 +40,16 @@ class Confusions:
         return int(self.ld.shape[0])
 
 
-def select(rep: np.ndarray, unit: np.ndarray, n_reps: int, k: int, min_votes: int,
-           max_reporters: int) -> Confusions:
-    """Reporters with >= `min_votes` votes that are their own unit (not in a bloc), the
-    `max_reporters` most prolific first. `min_votes` <= 0: nobody (the one-coin model)."""
+def select(rep: np.ndarray, unit: np.ndarray, n_reps: int, k: int, votes_per_class: int,
+           max_reporters: int, cls: np.ndarray | None = None) -> Confusions:
+    """Reporters with >= `votes_per_class` x (classes anyone voted) votes that are their own unit
+    (not in a bloc), the `max_reporters` most prolific first: a matrix is only worth its
+    K x K entries when the reporter has votes in every row to fill it. `votes_per_class` <= 0:
+    nobody (the one-coin model)."""
     hid = np.full(n_reps, -1, np.int32)
-    if min_votes > 0 and rep.size and max_reporters > 0:
+    if votes_per_class > 0 and rep.size and max_reporters > 0:
+        used = k if cls is None else int(np.count_nonzero(np.bincount(cls, minlength=k)))
+        min_votes = votes_per_class * max(used, 2)
         nv = np.bincount(rep, minlength=n_reps)
         in_bloc = np.zeros(n_reps, bool)
         in_bloc[rep[unit != rep]] = True
@@ -97,11 +102,11 @@ def loo_heavy(post: np.ndarray, item: np.ndarray, rep: np.ndarray, cls: np.ndarr
         correct[a:b] = p[rows, c]
         p *= ww[:, None]
         cell = h.astype(np.int64) * k + c
-        for t in range(k):
-            flat_counts[:, t] += np.bincount(cell, p[:, t], minlength=flat_counts.shape[0])
+        ones = np.ones(b - a)
+        # one sparse product each: counts[(h, c), t] += w p(t); mistakes qcount[t, c] += w p(t)
+        flat_counts += csr_matrix((ones, (cell, rows)), shape=(flat_counts.shape[0], b - a)) @ p
         p[rows, c] = 0.0
-        for t in range(k):
-            qcount[t] += np.bincount(c, p[:, t], minlength=k)
+        qcount += (csr_matrix((ones, (c, rows)), shape=(k, b - a)) @ p).T
     return correct
 
 

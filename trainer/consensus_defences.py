@@ -104,10 +104,12 @@ def find_blocs(item: np.ndarray, reporter: np.ndarray, cls: np.ndarray, n_reps: 
     """Bloc id per reporter (its own id when alone) and the number of multi-member blocs.
 
     Timing plays no part; one vote per reporter per number; sorts and bincounts over the votes.
-    1. Pairs. Within each number, votes are ordered by a fixed hash of the reporter id (the same
-       order on every number, whatever the account's age or id) and each vote is paired with its
-       next `neighbours` votes: O(votes x neighbours) also on numbers with thousands of votes (a
-       sample of the pairs there, independent of the votes' categories).
+    1. Pairs. Votes are ordered by a fixed hash of the reporter id (the same order on every
+       number, whatever the account's age or id) and each vote is paired with its next
+       `neighbours` votes: O(votes x neighbours) also on numbers with thousands of votes (a
+       sample of the pairs there). First within each (number, category): pairs that voted alike
+       on >= `min_shared` numbers are candidates; then within each number (a sample independent
+       of the categories), counting the candidates' shared numbers and agreements.
     2. Links. A pair that shares >= `min_shared` numbers, agrees on >= `min_agreement` of them
        and whose agreements cover >= `min_overlap` of the smaller reporter's votes is linked;
        connected components are candidates.
@@ -131,21 +133,47 @@ def find_blocs(item: np.ndarray, reporter: np.ndarray, cls: np.ndarray, n_reps: 
         return bloc, 0
     nv = np.bincount(reporter, minlength=n_reps)
     item = item.astype(np.int64)
-    hashed = (reporter.astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
-    order = np.lexsort((hashed, item))
-    del hashed
-    i_s, r_s, c_s = item[order], reporter[order].astype(np.int64), cls[order].astype(np.int64)
-    elig = nv[r_s] >= min_shared
+    hashed = ((reporter.astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+              ).astype(np.int64)
+    elig_r = nv >= min_shared
+    # pass 1, candidates: pairs voting the same category on a number (neighbours in hash order
+    # within each (number, category)); only pairs with >= min_shared such numbers go on
+    cell = item * (int(cls.max()) + 1) + cls
+    order = np.argsort((cell << 32) | hashed) if int(cell.max()) < (1 << 30) else \
+        np.lexsort((hashed, cell))
+    cell = cell[order]
+    r_s = reporter[order].astype(np.int64)
+    el = elig_r[r_s]
     codes = []
     for j in range(1, neighbours + 1):
-        same = (i_s[j:] == i_s[:-j]) & elig[j:] & elig[:-j]
+        same = (cell[j:] == cell[:-j]) & el[j:] & el[:-j]
         if not same.any():
             break
         a, b = r_s[:-j][same], r_s[j:][same]
-        agree = c_s[j:][same] == c_s[:-j][same]
-        codes.append((np.minimum(a, b) * n_reps + np.maximum(a, b)) * 2 + agree)
+        codes.append(np.minimum(a, b) * n_reps + np.maximum(a, b))
+    del cell, el
     if not codes:
         return bloc, 0
+    cand, cnt = np.unique(np.concatenate(codes), return_counts=True)
+    del codes
+    cand = cand[cnt >= min_shared]
+    if not cand.size:
+        return bloc, 0
+    # pass 2, the candidates' shared numbers and agreements (neighbours in hash order per number)
+    order = np.argsort((item << 32) | hashed) if int(item.max()) < (1 << 30) else \
+        np.lexsort((hashed, item))
+    del hashed
+    i_s, r_s, c_s = item[order], reporter[order].astype(np.int64), cls[order].astype(np.int64)
+    codes = []
+    for j in range(1, neighbours + 1):
+        same = np.flatnonzero(i_s[j:] == i_s[:-j])
+        if not same.size:
+            break
+        a, b = r_s[:-j][same], r_s[j:][same]
+        code = np.minimum(a, b) * n_reps + np.maximum(a, b)
+        pos = np.clip(np.searchsorted(cand, code), 0, cand.size - 1)
+        hit = cand[pos] == code
+        codes.append(code[hit] * 2 + (c_s[j:][same[hit]] == c_s[:-j][same[hit]]))
     code, counts = np.unique(np.concatenate(codes), return_counts=True)
     del codes
     pair = code // 2

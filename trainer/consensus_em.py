@@ -95,8 +95,9 @@ class _Votes:
                     g = self.conf.ld[self.conf.hid[self.rep[hv]], self.cls[hv]].astype(np.float64)
                     g *= self.w[hv][:, None]
                     ii = self.item[hv] - lo
-                    for t in range(k):
-                        o[t] += np.bincount(ii, g[:, t], minlength=m).astype(dtype)
+                    one = csr_matrix((np.ones(hv.size), (ii, np.arange(hv.size))),
+                                     shape=(m, hv.size))
+                    o += (one @ g).T.astype(dtype)
             yield lo, hi, o
 
     def log_post_t(self, log_acc, log_1acc, log_prior, log_q0, dtype=np.float64) -> np.ndarray:
@@ -135,11 +136,11 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
 
     `unit` groups votes for the leave-one-out score (reporter or bloc id); `learn_mask` selects the
     votes that inform accuracies (e.g. items with at least two units). Reporters with at least
-    `confusion_min_votes` votes get their own confusion matrix (consensus_confusion), shrunk toward
+    `confusion_min_votes` votes per class in use get their own confusion matrix (consensus_confusion), shrunk toward
     their one-coin row with `confusion_strength` pseudo-votes per true class."""
     lo_b, hi_b = accuracy_bounds
     w = np.asarray(w, np.float64)
-    conf = CF.select(rep, unit, n_reps, k, confusion_min_votes, confusion_max_reporters)
+    conf = CF.select(rep, unit, n_reps, k, confusion_min_votes, confusion_max_reporters, cls)
     votes = _Votes(item, cls, rep, w, n_items, k, conf)
     acc = np.full(n_reps, prior_accuracy, np.float64)
     q = np.full((k, k), 1.0 / (k - 1))
