@@ -1,36 +1,27 @@
 """Crowd consensus: tag events -> one calibrated label per number (see docs/consensus.md).
 
 `run(events, config, as_of, verified=None, appeals=None, recycled=None) -> ConsensusResult`.
-Steps: drop events after `as_of` and before a number's reissue; per-reporter daily caps; one vote per
-reporter per number (latest wins); appeals drop the appealed categories' older evidence; vote weights
-= time decay x account history, with blocs and young-account cohorts collapsed and each reporter's
-total influence bounded; reporter reliability by EM (consensus_em); publication thresholds per
-category; verified businesses; ranges (consensus_output).
+Steps (trainer.consensus_steps): window (as_of, reissues) -> effective votes (daily caps, latest
+vote per reporter and number, appeals) -> vote weights (time decay x account history; blocs and
+young-account cohorts collapsed; influence bounded) -> reporter model (Dawid-Skene with shrunk
+per-reporter confusion, tempered posterior) -> best category -> publication (thresholds, appeals,
+verified businesses) -> rows and ranges (consensus_output).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
 import numpy as np
 
-from callmark.categories import CATEGORIES, by_key
-from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED
-from trainer import consensus_defences as D
-from trainer import consensus_calibration as CAL
-from trainer.consensus_em import _log_q0, fit
+from callmark.categories import by_key
+from trainer import consensus_steps as S
+from trainer.consensus_output import ConsensusResult
+from trainer.consensus_steps import (CODE_TO_CLASS, CODES, FLAG_APPEAL, FLAG_MODEL,  # noqa: F401
+                                     FLAG_RANGE, FLAG_VERIFIED, HARMFUL, K, LEGIT, calibrate)
 from trainer.ingest import Appeal, TagEvents
-from trainer.consensus_output import ConsensusResult, build_ranges
 
-DAY = 86400
-CODES = np.array([c.code for c in CATEGORIES], np.int16)  # class index -> category code
-K = len(CODES)
-CODE_TO_CLASS = np.full(int(CODES.max()) + 1, -1, np.int8)
-CODE_TO_CLASS[CODES] = np.arange(K)
-HARMFUL = np.array([c.harmful for c in CATEGORIES])
-LEGIT = int(CODE_TO_CLASS[by_key("legit").code])
 METHODS = ("em", "majority")
 
 
@@ -188,313 +179,17 @@ def parse_as_of(value) -> int:
 def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
         verified: dict[int, str] | None = None, appeals: dict[int, list[Appeal]] | None = None,
         recycled: dict[int, int] | None = None) -> ConsensusResult:
-    """Labels for every number with a tag at or before `as_of` (default: the latest tag)."""
+    """Labels for every number with a tag at or before `as_of` (default: the latest tag).
+
+    The steps of docs/consensus.md, in order (trainer.consensus_steps)."""
     cfg = config or ConsensusConfig()
     verified, appeals, recycled = verified or {}, appeals or {}, recycled or {}
     stats: dict[str, float] = {"events": len(events)}
-    ts_all = events.ts
-    as_of = int(ts_all.max()) if as_of is None and len(events) else parse_as_of(as_of or 0)
-    m = ts_all <= as_of
-    n_after = int(m.size - np.count_nonzero(m))
-    stats["after_as_of"] = n_after
-    # only the columns the consensus reads (a full `take` would copy the call facts too)
-    ev_key, ev_rep, ev_ts, ev_cat, ev_comp = (
-        (events.key, events.reporter, events.ts, events.category, events.company) if not n_after
-        else (events.key[m], events.reporter[m], events.ts[m], events.category[m],
-              events.company[m]))
-    del m
-    out_keys, ev_item = _dense_ids(ev_key)  # one output row per tagged number
-    n_reps = len(events.reporters)
-    first_ts = np.full(n_reps, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first_ts, ev_rep, ev_ts)
-
-    keep = None
-    if recycled:
-        rk = np.array(sorted(recycled), np.int64)
-        rt = np.array([recycled[k] for k in rk], np.int64)
-        pos = np.clip(np.searchsorted(rk, ev_key), 0, rk.size - 1)
-        hit = (rk[pos] == ev_key) & (ev_ts < rt[pos])
-        stats["before_reissue"] = int(hit.sum())
-        keep = ~hit
-    if cfg.defences:
-        capped = D.daily_cap_mask(ev_rep, ev_ts, cfg.daily_cap, n_reps)
-        if capped is not None:
-            stats["over_daily_cap"] = int((~capped if keep is None else keep & ~capped).sum())
-            keep = capped if keep is None else keep & capped
-        else:
-            stats["over_daily_cap"] = 0
-    if keep is None:
-        sel = D.latest_vote(ev_rep, ev_item, ev_ts, n_reps)  # sorted by (number, reporter)
-    else:
-        idx = np.flatnonzero(keep)
-        sel = idx[D.latest_vote(ev_rep[idx], ev_item[idx], ev_ts[idx], n_reps)]
-        del idx, keep
-    item_out, rep, ts = ev_item[sel], ev_rep[sel], ev_ts[sel]
-    cls = CODE_TO_CLASS[ev_cat[sel]]
-    # company per vote only when the stream has company names (a column no row had is a view)
-    has_comp = ev_comp.strides != (0,) and bool((ev_comp >= 0).any())
-    comp = ev_comp[sel] if has_comp else None
-    del sel, ev_item
-    appeal_flag = np.zeros(0, np.int64)
-    if appeals:
-        drop, appeal_flag = _appeal_drops(appeals, out_keys, item_out, cls, ts)
-        stats["appeal_dropped"] = int(drop.sum())
-        if drop.any():
-            keep = ~drop
-            item_out, rep, ts, cls = (x[keep] for x in (item_out, rep, ts, cls))
-            comp = comp[keep] if comp is not None else None
-            del keep
-    stats["votes"] = int(item_out.shape[0])
-
-    # dense item ids over the numbers that still have votes (votes are sorted by number)
-    first = np.ones(item_out.shape[0], bool)
-    first[1:] = item_out[1:] != item_out[:-1]
-    items = out_keys[item_out[first]]
-    item = (np.cumsum(first) - 1).astype(np.int32)
-    n_items = items.shape[0]
-    del first, item_out
-    w = np.power(0.5, (as_of - ts) / (cfg.half_life_days * DAY))
-    young = None
-    if cfg.defences:
-        day = ts // DAY
-        h = D.history_factor(rep, ts, first_ts, cfg.new_account_weight, cfg.maturity_days)
-        young = h < 1.0
-        bloc, n_blocs = D.find_blocs(item, rep, cls, n_reps, neighbours=cfg.bloc_neighbours,
-                                     min_shared=cfg.bloc_min_shared,
-                                     min_overlap=cfg.bloc_min_overlap,
-                                     min_agreement=cfg.bloc_min_agreement,
-                                     max_kappa=cfg.bloc_max_kappa)
-        stats["blocs"] = n_blocs
-        stats["reporters_in_blocs"] = int((bloc != np.arange(n_reps)).sum() + n_blocs)
-        unit = bloc[rep].astype(np.int32) if n_blocs else rep
-        del bloc
-        w *= h
-        del h
-        w *= D.collapse(item, unit, young, day, w, cfg.cohort_cap, blocs=n_blocs > 0)
-        w *= D.bound_influence(rep, w, n_reps, cfg.influence())
-        del day
-        units_are_reps = n_blocs == 0  # every (number, unit) pair holds one vote
-        if not young.any():
-            young = None
-    else:
-        unit = rep
-        units_are_reps = True
-
-    if cfg.method == "em" and n_items:
-        n_units = _distinct_per_item(item, unit, n_items, units_are_reps)
-        with _one_blas_thread():  # the products are small: threads only add overhead
-            res = fit(item, rep, cls, w, unit, n_items, n_reps, K,
-                      prior_accuracy=cfg.prior_accuracy, prior_strength=cfg.prior_strength,
-                      accuracy_bounds=(cfg.accuracy_min, cfg.accuracy_max),
-                      iterations=cfg.em_iterations, tol=cfg.em_tol, loo=cfg.defences,
-                      learn_mask=(n_units[item] >= 2) if cfg.defences else None,
-                      confusion_min_votes=cfg.confusion_min_votes,
-                      confusion_strength=cfg.confusion_strength,
-                      confusion_max_reporters=cfg.confusion_max_reporters)
-        post = res.log_post  # normalised in place
-        tau = 1.0
-        if cfg.temper:
-            idx = CAL.sample_votes((n_units[item] >= 2) & (unit == rep))
-            lv = CAL.vote_loglik(rep[idx], cls[idx].astype(np.int64), np.log(res.accuracy),
-                                 _log_q0(res.confusion), res.reporter_confusion)
-            tau, _ = CAL.choose_tau(post, np.log(res.prior), item[idx], lv, w[idx])
-            del lv, idx
-            CAL.temper(post, np.log(res.prior), tau)
-        stats["temper"] = tau
-        post -= post.max(axis=1, keepdims=True)
-        np.exp(post, out=post)
-        post /= post.sum(axis=1, keepdims=True)
-        stats["em_iterations"] = res.iterations
-        accuracy = res.accuracy
-        del res
-    else:
-        cell = item.astype(np.int64) * K + cls
-        post = np.bincount(cell, w, minlength=n_items * K).reshape(n_items, K)
-        tot = post.sum(axis=1, keepdims=True)
-        post = np.where(tot > 0, post / np.maximum(tot, 1e-300), 1.0 / K)
-        accuracy = None
-    # the best category is chosen among the categories someone voted for on that number, so weak
-    # evidence never turns a number tagged only "legit" into the prior's favourite harmful class
-    voted = np.zeros((n_items, K), bool)
-    voted[item, cls] = True
-    # (in place: the categories nobody voted for are never read again)
-    np.copyto(post, -1.0, where=~voted)
-    del voted
-    best = post.argmax(axis=1) if n_items else np.zeros(0, np.int64)
-    conf = post[np.arange(n_items), best] if n_items else np.zeros(0)
-
-    # counts for the best class: distinct reporters, independent units, company, last evidence
-    on_best = cls == best[item]
-    reporters = np.bincount(item[on_best], minlength=n_items)
-    # publication units: young accounts once per (number, day); a bloc once; others each
-    pub_unit = unit[on_best] if young is None else np.where(
-        young[on_best], -(1 + ts[on_best] // DAY), unit[on_best])
-    units = _distinct_per_item(item[on_best], pub_unit, n_items, units_are_reps and young is None)
-    del pub_unit
-    conf = calibrate(conf, units, cfg.calibration)
-    last_ts = np.zeros(n_items, np.int64)
-    np.maximum.at(last_ts, item, ts)
-    company = (_top_company(item[on_best], comp[on_best], n_items, events.companies)
-               if comp is not None else [""] * n_items)
-
-    mr, mc = cfg.thresholds()
-    published = (units >= mr[best]) & (reporters >= mr[best]) & (conf >= mc[best] - 1e-12)
-    flags = np.zeros(n_items, np.int64)
-    if appeal_flag.size:
-        pos = np.clip(np.searchsorted(appeal_flag, items), 0, appeal_flag.size - 1)
-        flags[appeal_flag[pos] == items] |= FLAG_APPEAL_SUPPRESSED
-        if cfg.appeal_min_reporters:
-            app = (flags & FLAG_APPEAL_SUPPRESSED) > 0
-            published &= ~app | (units >= cfg.appeal_min_reporters)
-    if verified:
-        vk = np.array(sorted(verified), np.int64)
-        pos = np.clip(np.searchsorted(vk, items), 0, vk.size - 1)
-        isv = vk[pos] == items
-        for i in np.flatnonzero(isv):
-            flags[i] |= FLAG_VERIFIED
-            company[i] = verified[int(items[i])] or company[i]
-            a, b = np.searchsorted(item, i), np.searchsorted(item, i, side="right")
-            if HARMFUL[best[i]]:  # never harmful: the likeliest benign class voted, else legit
-                voted = np.zeros(K, bool)
-                voted[cls[a:b]] = True
-                benign = np.where(~HARMFUL & voted, post[i], -1.0)
-                best[i] = int(benign.argmax()) if benign.max() >= 0 else LEGIT
-            conf[i] = 1.0
-            published[i] = True
-            reporters[i] = int((cls[a:b] == best[i]).sum())
-
-    # rows for tagged numbers with no remaining evidence (all before reissue / appealed)
-    result_keys = out_keys
-    n_out = result_keys.shape[0]
-    pos = np.searchsorted(result_keys, items)
-    col = dict(category=np.full(n_out, CODES[LEGIT], np.int16), confidence=np.zeros(n_out),
-               reporters=np.zeros(n_out, np.int64), published=np.zeros(n_out, bool),
-               flags=np.zeros(n_out, np.int64), last_ts=np.zeros(n_out, np.int64))
-    col["category"][pos] = CODES[best]
-    col["confidence"][pos] = conf
-    col["reporters"][pos] = reporters
-    col["published"][pos] = published
-    col["flags"][pos] = flags
-    col["last_ts"][pos] = last_ts
-    comp_out = [""] * n_out
-    for p, c in zip(pos.tolist(), company):
-        comp_out[p] = c
-    if appeal_flag.size:  # appealed numbers whose evidence is all gone still carry the flag
-        fpos = np.clip(np.searchsorted(result_keys, appeal_flag), 0, max(n_out - 1, 0))
-        if n_out:
-            col["flags"][fpos[result_keys[fpos] == appeal_flag]] |= FLAG_APPEAL_SUPPRESSED
-    if verified and n_out:
-        vk = np.array(sorted(verified), np.int64)
-        vpos = np.clip(np.searchsorted(vk, result_keys), 0, vk.size - 1)
-        for p in np.flatnonzero(vk[vpos] == result_keys):
-            col["flags"][p] |= FLAG_VERIFIED
-            comp_out[p] = verified[int(result_keys[p])] or comp_out[p]
-    stats["numbers"] = int(n_out)
-    stats["published"] = int(col["published"].sum())
-    ranges = build_ranges(result_keys, col, cfg, HARMFUL[CODE_TO_CLASS[col["category"]]],
-                          set(verified)) if cfg.ranges else None
-    return ConsensusResult(key=result_keys, company=comp_out, ranges=ranges, as_of=as_of,
-                           config=cfg, stats=stats, reporter_accuracy=accuracy,
-                           reporter_ids=events.reporters, **col)
-
-
-def _one_blas_thread():
-    """Limit BLAS to one thread (threadpoolctl, when installed); a no-op context otherwise."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only speed depends on it
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
-def _dense_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct keys, int32 rank of each key among them): np.unique(return_inverse) with
-    less memory (one int64 sort order and one sorted copy at a time)."""
-    n = keys.shape[0]
-    order = np.argsort(keys)
-    sk = keys[order]
-    first = np.ones(n, bool)
-    np.not_equal(sk[1:], sk[:-1], out=first[1:])
-    distinct = sk[first]
-    del sk
-    ids = np.empty(n, np.int32)
-    ids[order] = np.cumsum(first, dtype=np.int32) - 1
-    return distinct, ids
-
-
-def _appeal_drops(appeals: dict[int, list[Appeal]], out_keys: np.ndarray, item: np.ndarray,
-                  cls: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(votes to drop, sorted keys to flag): an accepted appeal removes the votes of its categories
-    cast before it was filed; a number is flagged when it has an appeal and any tag."""
-    ak, ac, at = [], [], []
-    for k, lst in appeals.items():
-        for ap in lst:
-            for c in ap.codes:
-                if 0 <= c < CODE_TO_CLASS.size and CODE_TO_CLASS[c] >= 0:
-                    ak.append(k)
-                    ac.append(int(CODE_TO_CLASS[c]))
-                    at.append(ap.filed_ts)
-    keys = np.array(sorted(appeals), np.int64)
-    pos = np.clip(np.searchsorted(out_keys, keys), 0, max(out_keys.size - 1, 0))
-    flagged = keys[out_keys[pos] == keys] if out_keys.size else keys[:0]
-    drop = np.zeros(item.shape[0], bool)
-    if not ak:
-        return drop, flagged
-    ak = np.array(ak, np.int64)
-    pos = np.clip(np.searchsorted(out_keys, ak), 0, max(out_keys.size - 1, 0))
-    hit = out_keys[pos] == ak if out_keys.size else np.zeros(ak.size, bool)
-    if not hit.any():
-        return drop, flagged
-    # per (number, class): the latest appeal's filing time; votes before it are dropped
-    cell = pos[hit] * K + np.array(ac, np.int64)[hit]
-    t = np.array(at, np.int64)[hit]
-    order = np.lexsort((t, cell))
-    cell, t = cell[order], t[order]
-    last = np.ones(cell.size, bool)
-    last[:-1] = cell[1:] != cell[:-1]
-    cell, t = cell[last], t[last]
-    v = item.astype(np.int64) * K + cls
-    p = np.clip(np.searchsorted(cell, v), 0, cell.size - 1)
-    drop = (cell[p] == v) & (ts < t[p])
-    return drop, flagged
-
-
-def calibrate(p: np.ndarray, units: np.ndarray, coef: tuple[float, float, float]) -> np.ndarray:
-    """Platt-style map of the raw posterior of the best class to a calibrated probability."""
-    a, b, c = coef
-    if (a, b, c) == (1.0, 0.0, 0.0):
-        return p
-    q = np.clip(p, 1e-9, 1 - 1e-9)
-    z = a * np.log(q / (1 - q)) + b * np.log1p(units) + c
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _distinct_per_item(item: np.ndarray, unit: np.ndarray, n_items: int,
-                       unique: bool = False) -> np.ndarray:
-    """Distinct units per item; `unique`: every (item, unit) pair is known to occur once."""
-    if item.size == 0:
-        return np.zeros(n_items, np.int64)
-    if unique:
-        return np.bincount(item, minlength=n_items)
-    u = unit.astype(np.int64)
-    lo = int(u.min())
-    span = int(u.max()) - lo + 1
-    code = np.sort(item.astype(np.int64) * span + (u - lo))
-    first = np.ones(code.size, bool)
-    first[1:] = code[1:] != code[:-1]
-    return np.bincount(code[first] // span, minlength=n_items)
-
-
-def _top_company(item: np.ndarray, comp: np.ndarray, n_items: int, names: list[str]) -> list[str]:
-    out = [""] * n_items
-    m = comp >= 0
-    if not m.any():
-        return out
-    pairs, counts = np.unique(np.stack([item[m].astype(np.int64), comp[m].astype(np.int64)]),
-                              axis=1, return_counts=True)
-    order = np.lexsort((-counts, pairs[0]))
-    first = np.ones(order.size, bool)
-    first[1:] = pairs[0][order][1:] != pairs[0][order][:-1]
-    for j in order[first]:
-        out[int(pairs[0][j])] = names[int(pairs[1][j])]
-    return out
+    as_of = int(events.ts.max()) if as_of is None and len(events) else parse_as_of(as_of or 0)
+    win = S.window(events, as_of, recycled, stats)
+    votes = S.effective_votes(win, cfg, recycled, appeals, stats)
+    weights = S.vote_weights(votes, win.first_ts, cfg, as_of, stats)
+    post, accuracy = S.reporter_model(votes, weights, len(events.reporters), cfg, stats)
+    best, conf = S.best_category(post, votes)
+    cols = S.publication(post, best, conf, votes, weights, cfg, verified, events.companies)
+    return S.assemble(win, votes, cols, cfg, verified, as_of, stats, accuracy, events.reporters)
