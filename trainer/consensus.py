@@ -18,8 +18,8 @@ import numpy as np
 from callmark.categories import by_key
 from trainer import consensus_steps as S
 from trainer.consensus_output import ConsensusResult
-from trainer.consensus_steps import (CODE_TO_CLASS, CODES, FLAG_APPEAL, FLAG_MODEL,  # noqa: F401
-                                     FLAG_RANGE, FLAG_VERIFIED, HARMFUL, K, LEGIT, calibrate)
+from trainer.consensus_steps import (CODE_TO_CLASS, CODES, HARMFUL, K, LEGIT,  # noqa: F401
+                                     calibrate)
 from trainer.ingest import Appeal, TagEvents
 
 METHODS = ("em", "majority")

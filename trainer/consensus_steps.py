@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from callmark.categories import CATEGORIES, by_key
+from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED
 from trainer import consensus_calibration as CAL
 from trainer import consensus_defences as D
 from trainer.consensus_em import _log_q0, fit
@@ -27,7 +28,6 @@ CODE_TO_CLASS = np.full(int(CODES.max()) + 1, -1, np.int8)
 CODE_TO_CLASS[CODES] = np.arange(K)
 HARMFUL = np.array([c.harmful for c in CATEGORIES])
 LEGIT = int(CODE_TO_CLASS[by_key("legit").code])
-FLAG_VERIFIED, FLAG_RANGE, FLAG_MODEL, FLAG_APPEAL = 1, 2, 4, 8
 
 
 @dataclass
@@ -259,9 +259,9 @@ def publication(post, best, conf, v: Votes, wt: Weights, cfg, verified: dict[int
     flags = np.zeros(n_items, np.int64)
     if v.appeal_flag.size:
         pos = np.clip(np.searchsorted(v.appeal_flag, v.items), 0, v.appeal_flag.size - 1)
-        flags[v.appeal_flag[pos] == v.items] |= FLAG_APPEAL
+        flags[v.appeal_flag[pos] == v.items] |= FLAG_APPEAL_SUPPRESSED
         if cfg.appeal_min_reporters:
-            app = (flags & FLAG_APPEAL) > 0
+            app = (flags & FLAG_APPEAL_SUPPRESSED) > 0
             published &= ~app | (units >= cfg.appeal_min_reporters)
     if verified:
         vk = np.array(sorted(verified), np.int64)
@@ -301,7 +301,7 @@ def assemble(win: Window, v: Votes, cols: dict, cfg, verified: dict[int, str], a
     flag = v.appeal_flag
     if flag.size and n_out:  # appealed numbers whose evidence is all gone still carry the flag
         fpos = np.clip(np.searchsorted(result_keys, flag), 0, n_out - 1)
-        col["flags"][fpos[result_keys[fpos] == flag]] |= FLAG_APPEAL
+        col["flags"][fpos[result_keys[fpos] == flag]] |= FLAG_APPEAL_SUPPRESSED
     if verified and n_out:
         vk = np.array(sorted(verified), np.int64)
         vpos = np.clip(np.searchsorted(vk, result_keys), 0, vk.size - 1)
