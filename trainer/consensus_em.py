@@ -177,15 +177,15 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
     it = 0
     for it in range(1, iterations + 1):
         log_acc, log_1acc = np.log(acc), np.log1p(-acc)
-        log_q0 = _log_q0(q)
+        lq0 = log_q0(q)
         # posterior per item; for bloc votes the unfloored log posterior of their item rows
-        post, s_multi = votes.posterior(log_acc, log_1acc, np.log(prior), log_q0, m_ii)
+        post, s_multi = votes.posterior(log_acc, log_1acc, np.log(prior), lq0, m_ii)
         new_prior = post.sum(axis=0, dtype=np.float64) + 1.0
         new_prior /= new_prior.sum()
         qcount = np.zeros((k, k))
         if loo:
             correct_s = _loo_single(post, s_item, s_rep, s_w32, cbound, log_1acc - log_acc,
-                                    -log_q0, qcount)
+                                    -lq0, qcount)
         else:
             correct_s = post[s_item, s_cls]
             # mistakes: truth t (row), vote c (column), summed at item level
@@ -198,11 +198,11 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
                                correct_s[a:a + (1 << 20)], minlength=n_reps)
         if h_idx.size:
             correct_h = CF.loo_heavy(post, h_item, h_rep, h_cls, h_w, conf, log_acc, log_1acc,
-                                     log_q0, qcount, loo)
+                                     lq0, qcount, loo)
             num += np.bincount(h_rep, h_w * correct_h, minlength=n_reps)
         if m_idx.size:
             correct_m = _loo_groups(s_multi, cls[m_idx], w[m_idx], rep[m_idx], m_group,
-                                    log_acc, log_1acc, log_q0, qcount)
+                                    log_acc, log_1acc, lq0, qcount)
             num += np.bincount(rep[m_idx], w[m_idx] * correct_m, minlength=n_reps)
         new_acc = np.clip(num / den, lo_b, hi_b)
         qcount += 0.5  # smoothing so no confusion is impossible
@@ -220,11 +220,12 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         if delta < tol:
             break
     del s_item, s_rep, s_w, s_w32, s_cls, h_item, h_rep, h_cls, h_w  # free the learning copies before the float64 posterior
-    log_post = votes.log_post_t(np.log(acc), np.log1p(-acc), np.log(prior), _log_q0(q)).T
+    log_post = votes.log_post_t(np.log(acc), np.log1p(-acc), np.log(prior), log_q0(q)).T
     return EMResult(log_post, acc, prior, q, it, conf if conf.n else None)
 
 
-def _log_q0(q: np.ndarray) -> np.ndarray:
+def log_q0(q: np.ndarray) -> np.ndarray:
+    """log Q with a zero diagonal (the one-coin row's off-diagonal log terms)."""
     with np.errstate(divide="ignore"):
         log_q0 = np.log(q)
     np.fill_diagonal(log_q0, 0.0)
@@ -285,3 +286,6 @@ def _loo_groups(s_rows, cc, ww, rr, group, log_acc, log_1acc, log_q0, qcount) ->
     onehot = csr_matrix((np.ones(n), (rows, cc)), shape=(n, k))
     qcount += np.asarray((onehot.T @ p).T)
     return correct
+
+
+_log_q0 = log_q0  # the earlier private name

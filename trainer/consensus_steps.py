@@ -17,7 +17,7 @@ from callmark.categories import CATEGORIES, by_key
 from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED
 from trainer import consensus_calibration as CAL
 from trainer import consensus_defences as D
-from trainer.consensus_em import _log_q0, fit
+from trainer.consensus_em import fit, log_q0
 from trainer.consensus_output import ConsensusResult, build_ranges
 from trainer.ingest import Appeal, TagEvents
 
@@ -191,7 +191,7 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
     if cfg.temper:
         idx = CAL.sample_votes((n_units[v.item] >= 2) & (wt.unit == v.rep))
         lv = CAL.vote_loglik(v.rep[idx], v.cls[idx].astype(np.int64), np.log(res.accuracy),
-                             _log_q0(res.confusion), res.reporter_confusion)
+                             log_q0(res.confusion), res.reporter_confusion)
         tau, _ = CAL.choose_tau(post, np.log(res.prior), v.item[idx], lv, wt.w[idx])
         del lv, idx
         CAL.temper(post, np.log(res.prior), tau)
