@@ -179,3 +179,33 @@ def test_own_confusion_matrices_are_sparse_and_bounded():
     unit[rep == 5] = 4
     conf2 = CF.select(rep, unit, 200_100, 18, 10, 100_000, two)
     assert conf2.n == 98 and conf2.hid[4] == -1 and conf2.hid[5] == -1
+
+
+def test_tempering_shrinks_the_evidence_of_correlated_reports_only():
+    """Held-out report prediction picks tau near 1 for independent reporters and well below 1
+    when every report is echoed by two copies (errors that are not independent)."""
+    from trainer import consensus_calibration as CAL
+    rng = np.random.default_rng(5)
+    n_items, k = 800, 18
+    truth = rng.integers(0, 3, n_items)
+
+    def tau_for(copies):
+        item, rep, cls = [], [], []
+        for i in range(n_items):
+            for j in range(4):
+                c = truth[i] if rng.random() < 0.7 else rng.integers(0, 3)
+                for m in range(copies):  # the copies repeat the same report
+                    item.append(i)
+                    rep.append((4 * (i % 25) + j) * copies + m)
+                    cls.append(c)
+        item, rep, cls = np.array(item), np.array(rep), np.array(cls)
+        n_reps = int(rep.max()) + 1
+        res = _fit(item, rep, cls, n_items, n_reps, confusion_min_votes=0)
+        order = np.argsort(item, kind="stable")
+        item, rep, cls = item[order], rep[order], cls[order]
+        lv = CAL.vote_loglik(rep, cls, np.log(res.accuracy), E.log_q0(res.confusion))
+        tau, loss = CAL.choose_tau(res.log_post, np.log(res.prior), item, lv, np.ones(item.size))
+        return tau
+
+    independent, echoed = tau_for(1), tau_for(3)
+    assert independent >= 0.6 and echoed <= independent - 0.2
