@@ -8,7 +8,7 @@ from flask import Flask
 from flask_limiter import Limiter
 from flask_smorest import Api
 
-from server import metrics, ratelimit  # noqa: F401 (registers callmark-memory://)
+from server import console, metrics, ratelimit  # noqa: F401 (registers callmark-memory://)
 from server.api import (admin_appeals, admin_audit, admin_keys, admin_labels, admin_releases, admin_verified,
                         appeals, devices, lookup, ops, sync, tags)
 from server.config import Config
@@ -41,7 +41,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     )
     if cfg.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trusted_proxies)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies)
 
     store = Store(cfg.db_path, synchronous=cfg.sqlite_synchronous,
                   busy_timeout_ms=cfg.busy_timeout_ms)
@@ -68,6 +68,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         if mod is ops:
             limiter.exempt(blp)
         api.register_blueprint(blp)
+    console.install(app, c)
     metrics.install(app)
     register_error_handlers(app, cfg.retry_after_s)
     logging.getLogger("callmark.server").info("callmark server ready (data=%s exports=%s)",

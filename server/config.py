@@ -53,6 +53,14 @@ class Config:
     sqlite_synchronous: str = "FULL"        # CALLMARK_SQLITE_SYNCHRONOUS: FULL (power-safe) | NORMAL
     busy_timeout_ms: int = 10000            # CALLMARK_BUSY_TIMEOUT_MS: wait for the write lock
     metrics_enabled: bool = True            # CALLMARK_METRICS_ENABLED: serve /metrics
+    console_secret: str = ""                # CALLMARK_CONSOLE_SECRET: signs console session cookies;
+                                            #   empty = generated once, kept in <data_dir>/console_secret
+                                            #   (shared by every worker)
+    console_session_minutes: int = 480      # CALLMARK_CONSOLE_SESSION_MINUTES: console login lifetime
+    console_login_limit: str = "10/minute"  # CALLMARK_CONSOLE_LOGIN_LIMIT: login attempts per client IP
+    console_secure_cookie: bool = False     # CALLMARK_CONSOLE_SECURE_COOKIE: always mark the session
+                                            #   cookie Secure (it is anyway on HTTPS requests, also
+                                            #   behind a TLS proxy when CALLMARK_TRUSTED_PROXIES >= 1)
     keys_dir: str = ""                      # CALLMARK_KEYS_DIR: signing keys for publish/promote/
                                             #   rollback over HTTP (the CLI's --keys); empty =
                                             #   <data_dir>/keys; never inside exports_dir
@@ -67,7 +75,8 @@ class Config:
             raise ConfigError("sqlite_synchronous must be FULL, NORMAL or EXTRA "
                               f"(got {self.sqlite_synchronous!r}); set CALLMARK_SQLITE_SYNCHRONOUS")
         for name in ("max_body_bytes", "max_batch", "daily_cap", "lookup_k", "lookup_min_prefix",
-                     "lookup_max_prefix", "lookup_max_bucket", "max_delta_chain", "busy_timeout_ms"):
+                     "lookup_max_prefix", "lookup_max_bucket", "max_delta_chain", "busy_timeout_ms",
+                     "console_session_minutes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)}); "
                                   f"set {ENV_PREFIX}{name.upper()}")
@@ -108,9 +117,18 @@ class Config:
 
     def secret_bytes(self) -> bytes:
         """The device HMAC key: the configured one, else a random one persisted in data_dir."""
-        if self.device_secret:
-            return self.device_secret.encode()
-        path = self.data_path / "device_secret"
+        return self.persisted_secret("device_secret", self.device_secret)
+
+    def console_secret_bytes(self) -> bytes:
+        """The console session-signing key: configured, else persisted in data_dir/console_secret."""
+        return self.persisted_secret("console_secret", self.console_secret)
+
+    def persisted_secret(self, name: str, configured: str = "") -> bytes:
+        """`configured` when set, else a random 256-bit hex key kept in <data_dir>/<name> (mode 0600),
+        created once: every worker (and every restart) reads the same key."""
+        if configured:
+            return configured.encode()
+        path = self.data_path / name
         if not path.exists():
             self.data_path.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -126,7 +144,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for hidden in ("device_secret", "admin_key"):
+        for hidden in ("device_secret", "admin_key", "console_secret"):
             if d[hidden]:
                 d[hidden] = "***"
         return d

@@ -49,3 +49,36 @@ def render() -> Response:
         data = generate_latest(REGISTRY)
     return Response(data, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
                     headers={"Cache-Control": "no-store"})
+
+
+def _registry():
+    mp = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if mp and os.path.isdir(mp):
+        from prometheus_client import multiprocess
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def totals() -> dict[str, float]:
+    """Counter totals summed over workers: requests (all, 4xx, 5xx, 429) and tag events by result
+    ('tags_stored', 'tags_duplicate', 'tags_flagged'). The console turns two samples into rates."""
+    out = {"requests": 0.0, "requests_4xx": 0.0, "requests_5xx": 0.0, "requests_429": 0.0,
+           "tags_stored": 0.0, "tags_duplicate": 0.0, "tags_flagged": 0.0}
+    for fam in _registry().collect():
+        for s in fam.samples:
+            if s.name == "callmark_http_requests_total":
+                status = s.labels.get("status", "")
+                out["requests"] += s.value
+                if status.startswith("4"):
+                    out["requests_4xx"] += s.value
+                if status.startswith("5"):
+                    out["requests_5xx"] += s.value
+                if status == "429":
+                    out["requests_429"] += s.value
+            elif s.name == "callmark_tags_total":
+                key = "tags_" + s.labels.get("result", "")
+                if key in out:
+                    out[key] += s.value
+    return out

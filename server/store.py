@@ -62,6 +62,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              flags INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, company TEXT) WITHOUT ROWID""",
         "CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT)",
     ]),
+    (3, "maintainer console: sessions, tags by number", [
+        """CREATE TABLE console_sessions (sid_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL,
+             created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, ended_at INTEGER,
+             ip TEXT) WITHOUT ROWID""",
+        "CREATE INDEX console_sessions_key ON console_sessions(key_id)",
+        "CREATE INDEX tags_e164 ON tags(e164)",
+        "CREATE INDEX appeals_number ON appeals(number)",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
