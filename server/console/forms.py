@@ -25,7 +25,7 @@ class SearchForm(FlaskForm):
 
 
 class DecisionForm(FlaskForm):
-    decision = SelectField("Decision", choices=[("accept", "accept"), ("reject", "reject")])
+    decision = SelectField("Decision", choices=["accept", "reject"])
     reason = TextAreaField("Reason", validators=[DataRequired(message="give the reason for the decision"),
                                                  Length(max=2000)])
 
@@ -38,7 +38,7 @@ class VerifiedForm(FlaskForm):
 
 class KeyForm(FlaskForm):
     label = StringField("Label", validators=[Optional(), Length(max=200)])
-    scopes = SelectMultipleField("Scopes", choices=[(s, s) for s in ALL_SCOPES],
+    scopes = SelectMultipleField("Scopes", choices=list(ALL_SCOPES),
                                  validators=[DataRequired(message="pick at least one scope")])
 
 
@@ -52,8 +52,7 @@ class AuditFilter(FlaskForm):
 
 class ReleaseForm(FlaskForm):
     """A release action; `confirm` is set by the confirmation page's button."""
-    action = SelectField("Action", choices=[("promote", "promote"), ("rollback", "roll back"),
-                                            ("rollout", "change rollout")])
+    action = SelectField("Action", choices=["promote", "rollback", "rollout"])
     channel = StringField("Channel", validators=[DataRequired(), Length(max=64)])
     from_channel = StringField("From channel", validators=[Optional(), Length(max=64)])
     to_version = IntegerField("To version", validators=[Optional(), NumberRange(min=1)])

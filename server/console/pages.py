@@ -67,7 +67,7 @@ def exports_health(root) -> dict:
                 if e.is_file():
                     n, size = n + 1, size + e.stat().st_size
     return {"root": str(root), "readable": os.access(root, os.R_OK), "channels": chans,
-            "artefacts": n, "artefact_bytes": size}
+            "artefact_count": n, "artefact_bytes": size}
 
 
 def register(bp: Blueprint, c: Ctx) -> None:
