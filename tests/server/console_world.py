@@ -42,7 +42,7 @@ def model_dir(root: Path, auc: float, accepted: bool = True) -> Path:
         "gate": {"accepted": accepted, "reasons": [] if accepted else ["risk_auc regressed"], "margin": 0.02,
                  "compared": {"risk_auc": {"candidate": auc, "published": pub["risk_auc"]}}}}))
     (d / "report.md").write_text(f"# Model report\n\nrisk AUC {auc}\n\n{XSS[0]} {XSS[1]}\n\n![roc](roc.png)\n")
-    (d / "roc.png").write_bytes(png())
+    (d / "roc.png").write_bytes(png(320, 180))
     return d
 
 
