@@ -42,6 +42,7 @@ class DemoConfig:
     port: int = 0  # 0: a free loopback port
     student: bool = True
     history_days: int = 2  # days of call log the handset holds before day 1 (its local history)
+    serve: bool = False  # keep the server running at the end (for the console) until Ctrl-C
     steps: list = field(default_factory=list)
 
 
@@ -227,12 +228,35 @@ def run_demo(cfg: DemoConfig) -> dict:
                                     "pack": _pack_sizes(built.pack_dir),
                                     "deltas": _delta_sizes(built.delta_dirs)})
         handset.close()
-    finally:
+    except BaseException:
+        server.stop()
+        raise
+    if not cfg.serve:
         server.stop()
     summary["seconds"] = time.perf_counter() - t0
     (work / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print_summary(summary, work)
+    if cfg.serve:
+        keep_serving(server, work)
     return summary
+
+
+def keep_serving(server: Server, work: Path) -> None:
+    """Leave the demo's server up for the maintainer console until Ctrl-C (or the server exits)."""
+    key_file = work / "console-key.txt"
+    key_file.write_text(server.admin_key + "\n")
+    key_file.chmod(0o600)
+    click.echo(f"\nThe demo's server keeps running. Maintainer console: {server.url}/console/\n"
+               f"Log in with the demo's admin API key (also in {key_file}):\n  {server.admin_key}\n"
+               "Press Ctrl-C to stop the server.")
+    try:
+        while server.proc.poll() is None:
+            time.sleep(1)
+        click.echo(f"the server exited; see {work / 'store' / 'server.log'}")
+    except KeyboardInterrupt:
+        click.echo("stopping the server")
+    finally:
+        server.stop()
 
 
 def _root_file(exports: Path, keys: Path) -> Path:
@@ -345,12 +369,17 @@ def _pct(x) -> str:
 @click.option("--seed", default=7, show_default=True)
 @click.option("--calls-per-day", type=int, default=None, help="Simulated call volume per day.")
 @click.option("--no-student", is_flag=True, help="Skip the on-device model (faster).")
-def command(workdir, exports, keys, days, users, seed, calls_per_day, no_student):
+@click.option("--serve", is_flag=True, help="Keep the server running at the end and print the console's address.")
+@click.option("--port", default=0, show_default=True, help="Server port on 127.0.0.1 (0: a free one).")
+def command(workdir, exports, keys, days, users, seed, calls_per_day, no_student, serve, port):
     """Run the main job end to end: simulate, upload, build, sign, publish, sync, label; twice.
 
     Example: callmark demo --days 9 --users 3000
+
+    With --serve the server stays up at the end for the maintainer console (/console/); the
+    address and the admin API key to log in with are printed. Ctrl-C stops it.
     """
     if days < 3:
         raise click.BadParameter("needs at least 3 days (history + two demo days)", param_hint="--days")
     run_demo(DemoConfig(workdir=workdir, exports=exports, keys=keys, days=days, users=users, seed=seed,
-                        calls_per_day=calls_per_day, student=not no_student))
+                        calls_per_day=calls_per_day, student=not no_student, serve=serve, port=port))
