@@ -8,13 +8,17 @@ verified businesses, keys, audit)). Every page checks the logged-in key on each 
 """
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import Blueprint, Flask, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from server.store_errors import StoreBusy, StoreError
 from server.web import Ctx
+
+log = logging.getLogger("callmark.server")
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -71,6 +75,15 @@ def install(app: Flask, c: Ctx) -> Blueprint:
     def _not_found(e):
         return render_template("console/error.html", code=404, title="Not found",
                                message="No such page, release or file."), 404
+
+    @bp.errorhandler(StoreError)
+    def _store_error(e: StoreError):
+        busy = isinstance(e, StoreBusy)
+        if not busy:
+            log.error("console: store error: %s", e)
+        return render_template("console/error.html", code=503 if busy else 500, title="Store problem",
+                               message="The store is busy; try again in a moment." if busy else e.message), \
+            (503 if busy else 500)
 
     @bp.errorhandler(429)
     def _too_many(e):

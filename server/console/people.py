@@ -38,7 +38,7 @@ def register(bp: Blueprint, c: Ctx) -> None:
             a["age"] = age(a["filed_ts"])
             a["summary"] = q.number_summary(store, a["number"], a["number"])
             a["label"] = q.lookup_label_for(store, a["number"])
-        decided = [a for a in store.list_appeals(None, 500, 0) if a["status"] != "pending"][-20:][::-1]
+        decided = q.decided_appeals(store)
         return render_template("console/appeals.html", queue=queue, decided=decided,
                                counts=q.count_appeals(store), form=DecisionForm())
 

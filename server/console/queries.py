@@ -106,6 +106,12 @@ def pending_appeals(store: Store, limit: int = 200) -> list[dict]:
     return store.list_appeals("pending", limit, 0)
 
 
+def decided_appeals(store: Store, limit: int = 20) -> list[dict]:
+    """The latest decided appeals, newest decision first."""
+    return list(store.db.query("SELECT * FROM appeals WHERE status != 'pending' ORDER BY decided_ts DESC, id DESC "
+                               "LIMIT ?", (limit,)))
+
+
 def count_appeals(store: Store) -> dict[str, int]:
     return dict(store.conn.execute("SELECT status, count(*) FROM appeals GROUP BY status").fetchall())
 
