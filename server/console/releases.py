@@ -176,9 +176,9 @@ def register(bp: Blueprint, c: Ctx) -> None:
     def describe(form: ReleaseForm) -> tuple[str, dict]:
         """What the action will do (for the confirmation page) and the publisher request."""
         ch, action = form.channel.data.strip(), form.action.data
-        cur = load(exports, ch)
         if not layout.is_channel(ch):
             raise Conflict(f"{ch!r} is not a channel name")
+        cur = load(exports, ch)
         now = f"{ch} is at v{cur.version} ({cur.release})" if cur else f"{ch} has nothing published"
         if action == "promote":
             src = (form.from_channel.data or "").strip()

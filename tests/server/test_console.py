@@ -267,6 +267,12 @@ def test_rollout_and_rollback(admin, app):
     r = admin.post("/console/releases/action", data={**base, "action": "rollout", "channel": "stable",
                                                      "percent": "150"}, follow_redirects=True)
     assert "refused" in text(r) and _version(app, "stable") == 4
+    r = admin.post("/console/releases/action", data={**base, "action": "promote", "channel": "../keys",
+                                                     "from_channel": "beta"}, follow_redirects=True)
+    assert "is not a channel name" in text(r)
+    r = admin.post("/console/releases/action", data={**base, "action": "rollback", "channel": "stable",
+                                                     "to_version": "9"}, follow_redirects=True)
+    assert "rollback failed" in text(r) and _version(app, "stable") == 4
 
 
 def test_release_failure_is_reported_not_crashed(admin, app, tmp_path):
