@@ -37,13 +37,16 @@ def category_name(key: str | None) -> str:
 
 
 def rates() -> dict:
-    """Per-minute request and tag rates from two samples of the metrics' counters: now and the
-    oldest sample of this process within RATE_WINDOW_S (the counters are summed over workers)."""
+    """Per-minute request and tag rates from two samples of the metrics' counters (summed over
+    workers): now, and this process's oldest sample of the last RATE_WINDOW_S (else its latest older
+    one; the first sample is taken when the app starts)."""
     now, tot = time.time(), metrics.totals()
     with _samples_lock:
-        while _samples and now - _samples[0][0] > RATE_WINDOW_S:
-            _samples.popleft()
-        base = _samples[0] if _samples and now - _samples[0][0] >= 5 else None
+        while len(_samples) > 1 and now - _samples[1][0] > RATE_WINDOW_S:
+            _samples.popleft()          # keep one sample older than the window as a fallback base
+        base = next((smp for smp in _samples if now - smp[0] <= RATE_WINDOW_S and now - smp[0] >= 5), None)
+        if base is None and _samples and now - _samples[-1][0] >= 5:
+            base = _samples[-1]
         _samples.append((now, tot))
     out = {"totals": tot, "window_s": None, "per_minute": {}}
     if base is not None:
@@ -72,6 +75,7 @@ def exports_health(root) -> dict:
 
 def register(bp: Blueprint, c: Ctx) -> None:
     store, cfg = c.store, c.config
+    rates()                             # the first sample of the counters: rates since start
 
     @bp.route("/", methods=["GET"])
     @login_required()

@@ -140,7 +140,7 @@ def store_health(store: Store) -> dict:
             "devices": conn.execute("SELECT count(*) FROM devices").fetchone()[0],
             "appeals": count_appeals(store),
             "verified": conn.execute("SELECT count(*) FROM verified").fetchone()[0],
-            "keys": conn.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()[0],
+            "active_keys": conn.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()[0],
             "lookup": store.lookup_meta()}
 
 

@@ -319,4 +319,20 @@ def test_health_page(admin):
     admin.get("/v1/lookup")
     body = text(admin.get("/console/health"))
     assert "schema</th><td>v3" in body and 'id="lookup-entries">1 entries' in body
-    assert "stable: 2 versions" in body and "beta: 1 versions" in body and "requests" in body
+    assert "stable: 2 versions" in body and "beta: 1 version," in body and "requests" in body
+    assert 'id="active-keys">4<' in body
+
+
+def test_health_rates_from_two_samples(monkeypatch):
+    from server.console import pages
+    now = [1000.0]
+    counts = {"requests": 100.0, "tags_stored": 0.0}
+    monkeypatch.setattr(pages.time, "time", lambda: now[0])
+    monkeypatch.setattr(pages.metrics, "totals", lambda: dict(counts))
+    monkeypatch.setattr(pages, "_samples", pages.deque(maxlen=256))
+    assert pages.rates()["window_s"] is None
+    now[0], counts["requests"], counts["tags_stored"] = 1060.0, 400.0, 120.0
+    r = pages.rates()
+    assert r["window_s"] == 60 and r["per_minute"] == {"requests": 300.0, "tags_stored": 120.0}
+    now[0] = 1060.0 + 3600                    # long after: the last sample still serves as the base
+    assert pages.rates()["window_s"] == 3600
