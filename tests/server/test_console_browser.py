@@ -74,6 +74,8 @@ class Console:
         self.problems: list[str] = []
         self.page.on("dialog", lambda d: (self.problems.append(f"dialog: {d.message}"), d.dismiss()))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("response", lambda r: r.status >= 400 and r.request.resource_type != "document"
+                     and self.problems.append(f"{r.status} for {r.url}"))   # styles, plots, icon
         self.page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text
                      and self.problems.append(f"CSP: {m.text}"))
 
@@ -92,7 +94,8 @@ class Console:
         assert "Log in" not in self.page.title(), self.page.content()[:500]
 
     def assert_clean(self):
-        """No script ran: no dialogs, no page errors, and the hostile <img> never became an element."""
+        """No script ran (no dialogs, no page errors, the hostile <img> never became an element), no
+        resource was refused by the CSP and every style sheet, plot and icon loaded."""
         assert self.page.locator("img[src='x']").count() == 0
         assert not self.problems, self.problems
 
