@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, send_file, url_for
@@ -105,7 +106,7 @@ def model_files(exports: Path, m: Manifest) -> dict:
         elif base.endswith(".html"):
             out["report_html"] = name
         elif base.endswith((".png", ".svg")):
-            out["plots"].append({"name": base, "artefact": name})
+            out["plots"].append({"name": re.sub(r"^[0-9a-f]{16}-", "", base), "artefact": name})
     return out
 
 
@@ -257,9 +258,12 @@ def register(bp: Blueprint, c: Ctx) -> None:
         mine = headline(files["metrics"])
         ev = files["metrics"].get("evaluation") or {}
         cols = {f"{channel} v{version}": mine}
-        pub = ev.get("published") if isinstance(ev, dict) else None
+        pub = files["metrics"].get("evaluation_published")           # scored on the same calls
+        if not isinstance(pub, dict):
+            pub = ev.get("published") if isinstance(ev, dict) else None  # older metrics.json layout
         if isinstance(pub, dict):
-            cols["published when built"] = {k: v for k, v in pub.items() if isinstance(v, (int, float))}
+            cols["published when built"] = {k: v for k, v in pub.items()
+                                             if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for other in layout.channels(exports):
             om = load(exports, other)
             if om is None or om.model is None or (other == channel and om.version == version):

@@ -3,6 +3,7 @@ its report), a store with tags, a published label, an appeal and a verified busi
 of every scope. Hostile strings sit in every user-supplied field."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -36,13 +37,16 @@ def model_dir(root: Path, auc: float, accepted: bool = True) -> Path:
     (d / "contract.json").write_text(json.dumps({"inputs": [], "classes": [1, 2]}))
     (d / "test_vectors.json").write_text("[]")
     pub = {"risk_auc": round(auc - 0.01, 4), "recall_not_in_pack": 0.40}
-    (d / "metrics.json").write_text(json.dumps({
-        "evaluation": {"risk_auc": auc, "recall_not_in_pack": 0.42, "top1_accuracy": 0.8, "events": 1234,
-                       "published": pub},
+    (d / "metrics.json").write_text(json.dumps({       # the layout trainer/evaluate.py writes
+        "evaluation": {"risk_auc": auc, "recall_not_in_pack": 0.42, "top1_accuracy": 0.8, "events": 1234},
+        "evaluation_published": pub,
         "gate": {"accepted": accepted, "reasons": [] if accepted else ["risk_auc regressed"], "margin": 0.02,
                  "compared": {"risk_auc": {"candidate": auc, "published": pub["risk_auc"]}}}}))
-    (d / "report.md").write_text(f"# Model report\n\nrisk AUC {auc}\n\n{XSS[0]} {XSS[1]}\n\n![roc](roc.png)\n")
-    (d / "roc.png").write_bytes(png(320, 180))
+    plot = png(320, 180)
+    plot_name = f"{hashlib.sha256(plot).hexdigest()[:16]}-roc.png"   # content-addressed, as the report names it
+    (d / "report.md").write_text(f"# Model report\n\nrisk AUC {auc}\n\n{XSS[0]} {XSS[1]}\n\n![roc]({plot_name})\n")
+    (d / "report.html").write_text(f"<!doctype html><title>report</title><img src='{plot_name}' alt='roc'>")
+    (d / plot_name).write_bytes(plot)
     return d
 
 

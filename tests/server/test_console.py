@@ -293,6 +293,11 @@ def test_model_page_shows_verdict_comparison_and_plots(admin):
     assert imgs
     r = admin.get(imgs[0])
     assert r.status_code == 200 and r.mimetype == "image/png" and r.data.startswith(b"\x89PNG")
+    assert ">roc.png</figcaption>" in body
+    html_link = re.search(r'<a href="(/console/artefact/[0-9a-f]{16}-report\.html)"', body).group(1)
+    r = admin.get(html_link)
+    assert r.mimetype == "text/html" and "sandbox" in r.headers["Content-Security-Policy"]
+    assert admin.get(html_link.rsplit("/", 1)[0] + "/" + imgs[0].rsplit("/", 1)[1]).status_code == 200
     assert admin.get("/console/artefact/0123456789abcdef-nothing.png").status_code == 404
     assert admin.get("/console/artefact/..%2Fkeys.png").status_code == 404
 
