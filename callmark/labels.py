@@ -89,8 +89,10 @@ def read_labels(source: str | os.PathLike | IO[str], *, published_only: bool = F
 
     ``source`` is a path or an open text stream (then ``name`` names it in errors). With
     ``published_only`` the unpublished rows are skipped. Raises LabelsFormatError when the file is
-    missing, lacks one of `REQUIRED_COLUMNS`, or a row has a bad ``published`` value."""
+    missing, lacks one of `REQUIRED_COLUMNS`, a row has a bad ``published`` value, the CSV is
+    unreadable (a field over 128 KiB, a NUL byte) or not UTF-8."""
     fh, where = _open(source, name)
+    line = 1
     try:
         reader = csv.DictReader(fh if fh is not None else source)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
@@ -104,6 +106,11 @@ def read_labels(source: str | os.PathLike | IO[str], *, published_only: bool = F
             if published_only and not row["published"]:
                 continue
             yield row
+    except csv.Error as e:   # a field over csv.field_size_limit() (128 KiB), a NUL byte, a bad quote
+        raise LabelsFormatError(f"{where} line {line + 1}: not readable CSV ({e})") from None
+    except UnicodeDecodeError as e:
+        raise LabelsFormatError(f"{where} near line {line + 1}: not UTF-8 ({e.reason} at byte "
+                                f"{e.start} of a read block); save the file as UTF-8") from None
     finally:
         if fh is not None:
             fh.close()

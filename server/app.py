@@ -4,15 +4,15 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from flask import Flask
+from flask import Flask, request
 from flask_limiter import Limiter
 from flask_smorest import Api
 
-from server import console, metrics, ratelimit  # noqa: F401 (registers callmark-memory://)
+from server import console, json_input, metrics, ratelimit  # noqa: F401 (registers callmark-memory://)
 from server.api import (admin_appeals, admin_audit, admin_keys, admin_labels, admin_releases, admin_verified,
                         appeals, devices, lookup, ops, sync, tags)
 from server.config import Config
-from server.errors import register_error_handlers
+from server.errors import install_retry_after, register_error_handlers
 from server.exports import Exports
 from server.store import Store
 from server.web import Ctx, client_ip
@@ -39,6 +39,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
         MAX_CONTENT_LENGTH=cfg.max_body_bytes, JSON_SORT_KEYS=False,
     )
+    json_input.install(app)     # before the blueprints: every JSON body goes through callmark.safejson
     if cfg.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies)
@@ -50,6 +51,14 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         store.ensure_api_key(cfg.admin_key, ["admin"], "bootstrap (CALLMARK_ADMIN_KEY)")
     store.close()       # no connection may cross a fork (gunicorn preload): reopened lazily
 
+    @app.before_request
+    def ignore_unknown_range_units():
+        """RFC 9110 14.2: a Range header with a unit other than bytes is ignored (200, full body)."""
+        rng = request.environ.get("HTTP_RANGE")
+        if rng is not None and not rng.lstrip().lower().startswith("bytes="):
+            del request.environ["HTTP_RANGE"]
+
+    install_retry_after(app, cfg.retry_after_s)     # before the Limiter (see its docstring)
     limiter = Limiter(client_ip, app=app, default_limits=[cfg.default_limit_ip],
                       storage_uri=cfg.ratelimit_storage_uri, headers_enabled=True,
                       enabled=cfg.ratelimit_enabled, strategy="fixed-window")

@@ -48,6 +48,9 @@ class Config:
                                             #   a larger manifest hints.min_poll_seconds wins
     sync_jitter_s: int = 3600               # CALLMARK_SYNC_JITTER_S: add uniform(0, this) seconds
     retry_after_s: int = 30                 # CALLMARK_RETRY_AFTER_S: Retry-After on 503
+    device_token_ttl_s: int = 30 * 86400    # CALLMARK_DEVICE_TOKEN_TTL_S: a device token older than
+                                            #   this gets 401; the device re-registers (POST
+                                            #   /v1/devices) for a new one; 0 = never expires
     manifest_max_age_s: int = 60            # CALLMARK_MANIFEST_MAX_AGE_S: Cache-Control max-age
     max_delta_chain: int = 30               # CALLMARK_MAX_DELTA_CHAIN: more versions behind = full
     sqlite_synchronous: str = "FULL"        # CALLMARK_SQLITE_SYNCHRONOUS: FULL (power-safe) | NORMAL
@@ -81,7 +84,7 @@ class Config:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)}); "
                                   f"set {ENV_PREFIX}{name.upper()}")
         for name in ("sync_min_wait_s", "sync_jitter_s", "retry_after_s", "manifest_max_age_s",
-                     "trusted_proxies"):
+                     "trusted_proxies", "device_token_ttl_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 1 <= self.lookup_min_prefix <= self.lookup_max_prefix <= 64:

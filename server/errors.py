@@ -13,6 +13,8 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from callmark import safejson
+from callmark.safejson import JSONInputError
 from server.store_errors import StoreBusy, StoreError
 
 log = logging.getLogger("callmark.server")
@@ -106,6 +108,23 @@ def _respond(code: int, message: str, errors=None, headers=None):
     return resp
 
 
+def install_retry_after(app: Flask, retry_after_s: int) -> None:
+    """Retry-After only where the answer means "come back later": 503 says CALLMARK_RETRY_AFTER_S,
+    429 keeps the rate limiter's seconds to its window reset; every other answer loses the header
+    Flask-Limiter adds. Register before the Limiter: after_request hooks run in reverse order, so
+    this one then sees the limiter's headers."""
+
+    @app.after_request
+    def retry_after_only_when_meant(resp):
+        if resp.status_code == 503:
+            resp.headers["Retry-After"] = str(retry_after_s)
+        elif resp.status_code == 429:
+            resp.headers.setdefault("Retry-After", str(retry_after_s))
+        else:
+            resp.headers.pop("Retry-After", None)
+        return resp
+
+
 def register_error_handlers(app: Flask, retry_after_s: int) -> None:
     """Install the single JSON error handler for HTTP, server, store and unexpected errors."""
 
@@ -131,7 +150,7 @@ def register_error_handlers(app: Flask, retry_after_s: int) -> None:
                 if k.lower() != "content-type":
                     headers[k] = v
         if code == 429:
-            headers.setdefault("Retry-After", "60")
+            headers.setdefault("Retry-After", str(retry_after_s))
             message = f"Rate limit exceeded ({e.description}); retry after the Retry-After seconds"
         if code == 413:
             message = ("Request body too large; send smaller batches "
@@ -151,12 +170,19 @@ def register_error_handlers(app: Flask, retry_after_s: int) -> None:
         log.exception("store error")
         return _respond(500, "Internal store error", None)
 
+    def on_json(e: JSONInputError):
+        return _respond(400, f"{e}; send a JSON body of at most {safejson.MAX_DEPTH} levels, numbers "
+                             f"of at most {safejson.MAX_NUMBER_LEN} characters, valid UTF-8 text", None)
+
     def on_unexpected(e: Exception):
         if isinstance(e, HTTPException):
             return on_http(e)
+        if isinstance(e, TimeoutError):          # the client stopped sending its body (socket timeout)
+            return _respond(408, "request body not received in time", None, {"Connection": "close"})
         log.exception("unhandled error")
         return _respond(500, "Internal server error", None)
 
+    app.register_error_handler(JSONInputError, on_json)
     app.register_error_handler(ServerError, on_server_error)
     app.register_error_handler(StoreError, on_store)
     app.register_error_handler(HTTPException, on_http)

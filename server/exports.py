@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callmark import exports as layout
+from callmark import safejson
 from server.errors import NotFound, Unavailable
 
 
@@ -56,7 +57,7 @@ class Exports:
         path = self.root / layout.manifest_path(channel)
         try:
             st = path.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"channel {channel!r} has no published manifest "
                            f"(published: {self.channels()})") from None
         sig = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -65,7 +66,8 @@ class Exports:
             return hit[1]
         raw = path.read_bytes()
         try:
-            doc = json.loads(raw)
+            doc = safejson.loads(raw, f"channels/{channel}/manifest.json",
+                                 max_bytes=layout.MAX_MANIFEST_BYTES)
             signed = doc["signed"]
             if not isinstance(signed, dict) or not isinstance(signed.get("packs", []), list):
                 raise ValueError("signed.packs is not a list")
@@ -83,21 +85,21 @@ class Exports:
             raise NotFound(f"no artefact {name!r}: names look like '<16 hex>-<file name>' as "
                            "listed in the manifest's 'path' fields")
         path = self.root / layout.ARTEFACTS_DIR / name
-        if not path.is_file():
+        if not _is_file(path):
             raise NotFound(f"no artefact {name!r} in the exports")
         return path
 
     def root_path(self, version: int | None) -> Path:
         """root.json (version None) or root/<version>.root.json."""
         path = self.root / layout.root_path(version)
-        if not path.is_file():
+        if not _is_file(path):
             raise NotFound(f"no root metadata version {version}" if version is not None
                            else "no root.json published yet")
         return path
 
     def history(self, limit: int = 100) -> list[dict]:
         path = self.root / layout.HISTORY_FILE
-        if not path.is_file():
+        if not _is_file(path):
             return []
         out: deque = deque(maxlen=limit)
         with path.open() as fh:
@@ -105,10 +107,19 @@ class Exports:
                 line = line.strip()
                 if line:
                     try:
-                        out.append(json.loads(line))
+                        out.append(safejson.loads(line, "history.jsonl"))
                     except ValueError:
                         out.append({"unparsed": line[:200]})
         return list(out)
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file() that answers False instead of raising for names the OS refuses (too long,
+    NUL bytes): a client-chosen name is a 404, never a 500."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _url(path: str) -> str:

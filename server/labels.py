@@ -1,6 +1,7 @@
 """Loading a consensus LABELS.csv into the server's lookup table (docs/interfaces.md, "Labels")."""
 from __future__ import annotations
 
+import math
 import os
 from typing import IO, Iterator
 
@@ -13,10 +14,17 @@ from server.store import Store, open_store
 MAX_ERRORS = 20
 
 
-def _num(v: str | None, cast, default=None):
+MAX_INT = 2**53      # integers stored exactly (as SQLite INTEGER and as a float on the way)
+
+
+def _num(v: str | None, cast, default=None, lo: float = 0, hi: float = MAX_INT):
+    """A numeric cell within [lo, hi] (finite), else ValueError naming the value."""
     if v is None or v == "":
         return default
-    return cast(float(v)) if cast is int else cast(v)
+    x = float(v)
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise ValueError(f"value {v[:40]!r} is outside [{lo:g}, {hi:g}]")
+    return int(x) if cast is int else cast(x)
 
 
 def parse_labels(fh: IO[str]) -> Iterator[dict]:
@@ -45,7 +53,7 @@ def parse_labels(fh: IO[str]) -> Iterator[dict]:
             cat = (r.get("category") or "").strip()
             c = by_key(cat) if is_key(cat) else by_code(int(cat))
             row = {"hash": lookup_hash(e164), "number": e164, "category": c.key, "code": c.code,
-                   "confidence": _num(r.get("confidence"), float, 0.0),
+                   "confidence": _num(r.get("confidence"), float, 0.0, hi=1.0),
                    "reporters": _num(r.get("reporters"), int, 0),
                    "flags": _num(r.get("flags"), int, 0), "last_ts": _num(r.get("last_ts"), int),
                    "company": (r.get("company") or None)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import sqlite3
@@ -27,6 +28,7 @@ import sqlite_utils
 
 from server.store_errors import StoreError
 
+log = logging.getLogger("callmark.server")
 DB_NAME = "callmark.sqlite"
 ALL_SCOPES = ("admin", "appeals", "publish", "keys", "read")
 
@@ -188,10 +190,15 @@ class Store:
                                (device_hash, token_hash, platform, now, now))
             return cur.lastrowid
 
-    def device_for_token(self, token_hash: str) -> tuple[int, str] | None:
-        """(device id, device hash) owning the token, or None."""
-        return self.conn.execute("SELECT id, device_hash FROM devices WHERE token_hash=?",
-                                 (token_hash,)).fetchone()
+    def device_for_token(self, token_hash: str, max_age_s: int = 0,
+                         now: float | None = None) -> tuple[int, str] | None:
+        """(device id, device hash) owning the token, or None (unknown, or issued more than
+        `max_age_s` seconds ago when max_age_s > 0: the device re-registers for a new one)."""
+        row = self.conn.execute("SELECT id, device_hash, token_at FROM devices WHERE token_hash=?",
+                                (token_hash,)).fetchone()
+        if row is None or (max_age_s > 0 and row[2] + max_age_s <= (now or time.time())):
+            return None
+        return row[0], row[1]
 
     # -- tags -------------------------------------------------------------------------------
     def insert_tags(self, device_id: int, events: list[dict], daily_cap: int,
@@ -275,11 +282,36 @@ class Store:
             self._audit(conn, actor, "key.create", key_id, f"scopes={' '.join(scopes)}")
         return key
 
-    def ensure_api_key(self, key: str, scopes: Iterable[str], label: str) -> None:
-        """Create `key` unless a key with its id already exists (bootstrap from env)."""
-        if self.api_key_scopes(key) is None:
-            with contextlib.suppress(StoreError, sqlite3.IntegrityError):
-                self.create_api_key(scopes, label, secret=key)
+    def ensure_api_key(self, key: str, scopes: Iterable[str], label: str) -> list[str]:
+        """Make `key` the one active key labelled `label` (the bootstrap key from the environment).
+
+        Other active keys with that label are revoked (rotation: the previous CALLMARK_ADMIN_KEY
+        stops working); a key reusing the id of an older one replaces it. Each change is audited
+        and logged. Returns the ids revoked or replaced."""
+        scopes = sorted(set(scopes))
+        key_id, key_hash, now = key_id_of(key), sha256_hex(key), int(time.time())
+        changed: list[str] = []
+        with self.write() as conn:
+            for kid, in conn.execute("SELECT key_id FROM api_keys WHERE label=? AND revoked_at IS NULL "
+                                     "AND key_hash<>?", (label, key_hash)).fetchall():
+                if kid != key_id:
+                    conn.execute("UPDATE api_keys SET revoked_at=? WHERE key_id=?", (now, kid))
+                    self._audit(conn, "system", "key.revoke", kid, f"replaced by {label}")
+                    changed.append(kid)
+            row = conn.execute("SELECT key_hash, revoked_at, scopes FROM api_keys WHERE key_id=?",
+                               (key_id,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO api_keys (key_id, key_hash, scopes, label, created_at) "
+                             "VALUES (?, ?, ?, ?, ?)", (key_id, key_hash, " ".join(scopes), label, now))
+                self._audit(conn, "system", "key.create", key_id, f"scopes={' '.join(scopes)} ({label})")
+            elif not hmac.compare_digest(row[0], key_hash) or row[1] is not None or row[2] != " ".join(scopes):
+                conn.execute("UPDATE api_keys SET key_hash=?, scopes=?, label=?, created_at=?, revoked_at=NULL "
+                             "WHERE key_id=?", (key_hash, " ".join(scopes), label, now, key_id))
+                self._audit(conn, "system", "key.replace", key_id, f"scopes={' '.join(scopes)} ({label})")
+                changed.append(key_id)
+        for kid in changed:
+            log.warning("API key %s revoked or replaced by the new %s", kid, label)
+        return changed
 
     def api_key_scopes(self, key: str) -> tuple[str, set[str]] | None:
         """(key id, scopes) of a valid, unrevoked key, else None (constant-time hash compare)."""

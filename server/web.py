@@ -13,7 +13,7 @@ from flask_limiter import Limiter
 from server.config import Config
 from server.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from server.exports import Exports
-from server.store import Store, sha256_hex
+from server.store import ALL_SCOPES, Store, sha256_hex
 
 DEVICE_AUTH = [{"deviceToken": []}]
 ADMIN_AUTH = [{"apiKey": []}]
@@ -81,13 +81,27 @@ def require_device(fn: Callable) -> Callable:
         if not tok:
             raise Unauthorized("missing device token: register with POST /v1/devices and send "
                                "'Authorization: Bearer <token>'")
-        row = ctx().store.device_for_token(sha256_hex(tok))
+        row = ctx().store.device_for_token(sha256_hex(tok), ctx().config.device_token_ttl_s)
         if row is None:
-            raise Unauthorized("unknown or replaced device token: register again with "
-                               "POST /v1/devices")
+            raise Unauthorized("unknown, replaced or expired device token: register again with "
+                               "POST /v1/devices (the same device_id keeps its reporter)")
         g.device_id, g.device_hash = row
         return fn(*a, **kw)
     return wrapper
+
+
+def grantable(held: set[str]) -> set[str]:
+    """The scopes a key holding `held` may give to (or take from) another key: only what it holds
+    itself; 'admin' holds every scope. The one rule for key creation and revocation."""
+    return set(ALL_SCOPES) if "admin" in held else set(held)
+
+
+def check_grant(held: set[str], wanted: set[str], action: str) -> None:
+    """Forbidden (403) unless every scope in `wanted` is grantable by a key holding `held`."""
+    over = sorted(set(wanted) - grantable(held))
+    if over:
+        raise Forbidden(f"cannot {action} a key with scope(s) {', '.join(over)}: a key may only "
+                        f"grant the scopes it holds ({', '.join(sorted(held))})")
 
 
 def require_scope(scope: str) -> Callable:
@@ -107,7 +121,7 @@ def require_scope(scope: str) -> Callable:
             if scope not in scopes and "admin" not in scopes:
                 raise Forbidden(f"this API key lacks the '{scope}' scope "
                                 f"(it has: {', '.join(sorted(scopes))})")
-            g.actor = "key:" + key_id
+            g.actor, g.scopes = "key:" + key_id, scopes
             return fn(*a, **kw)
         return wrapper
     return deco
