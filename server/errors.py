@@ -179,6 +179,8 @@ def register_error_handlers(app: Flask, retry_after_s: int) -> None:
             return on_http(e)
         if isinstance(e, TimeoutError):          # the client stopped sending its body (socket timeout)
             return _respond(408, "request body not received in time", None, {"Connection": "close"})
+        if type(e).__module__.startswith("gunicorn.http"):   # a malformed chunked body, read lazily
+            return _respond(400, f"malformed request body: {e}", None, {"Connection": "close"})
         log.exception("unhandled error")
         return _respond(500, "Internal server error", None)
 

@@ -7,11 +7,25 @@ from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Blueprint
+from werkzeug.exceptions import RequestEntityTooLarge
 from flask_smorest.arguments import FlaskParser
 from webargs import core
 from webargs.flaskparser import is_json_request
 
 from callmark import safejson
+
+
+def body_bytes(req) -> bytes:
+    """The request body, 413 when over max_content_length, chunked bodies included.
+
+    Werkzeug stops reading a chunked body (no Content-Length) exactly at the limit and returns
+    the truncated bytes, which would then fail as bad JSON (400): one more byte says "too large"."""
+    data = req.get_data(cache=True)
+    limit = req.max_content_length
+    if limit is not None and req.content_length is None and len(data) >= limit:
+        if req.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return data
 
 
 class SafeJSONProvider(DefaultJSONProvider):
@@ -27,7 +41,7 @@ class SafeFlaskParser(FlaskParser):
     def _raw_load_json(self, req) -> Any:
         if not is_json_request(req):
             return core.missing
-        data = req.get_data(cache=True)
+        data = body_bytes(req)
         if not data:
             return core.missing          # webargs' own rule: an empty body is "missing"
         return safejson.loads(data, "request body")

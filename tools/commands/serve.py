@@ -14,7 +14,9 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int, access_lo
     """The gunicorn settings `callmark serve` uses."""
     opts = {"bind": f"{host}:{port}", "workers": workers, "timeout": timeout,
             "graceful_timeout": 10, "keepalive": 5, "preload_app": True, "proc_name": "callmark-server",
-            "worker_class": "gthread" if threads > 1 else "sync", "threads": threads,
+            # gthread that collects request heads in its event loop (server/worker.py): idle and
+            # half-sent connections hold no thread; CALLMARK_HEADER_TIMEOUT_S / _IO_TIMEOUT_S bound them
+            "worker_class": "server.worker.CallmarkWorker", "threads": threads,
             "accesslog": "-" if access_log else None, "errorlog": "-", "loglevel": "info",
             # side-by-side servers must not fight over one $HOME/.gunicorn/gunicorn.ctl
             "control_socket_disable": True}
@@ -62,7 +64,8 @@ def run(host: str = "127.0.0.1", port: int = 8080, workers: int = 2, threads: in
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="gunicorn worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="Threads per worker (>1 uses the gthread worker, with keep-alive; 1 = sync worker).")
+              help="Threads per worker (server.worker.CallmarkWorker, a gthread worker whose threads only "
+                   "see complete request heads).")
 @click.option("--data-dir", envvar="CALLMARK_DATA_DIR", default=None,
               help="Store folder (env CALLMARK_DATA_DIR, default ./var).")
 @click.option("--exports-dir", envvar="CALLMARK_EXPORTS_DIR", default=None,
