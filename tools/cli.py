@@ -33,8 +33,42 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message (file names included by the raiser), no traceback."""
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, EOFError):
+        msg = f"input ended early (a truncated or partly copied file?): {msg}"
+    elif isinstance(exc, RecursionError):
+        msg = "input nested too deeply to read"
+    elif type(exc).__module__ == "builtins" and not isinstance(exc, OSError):
+        msg = f"{type(exc).__name__}: {msg}"
+    return msg[:1000]
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """The exception types every command reports as a one-line error (exit 1) instead of a traceback:
+    the library's own errors (which name the file and the problem), unreadable or truncated files,
+    bad text encodings, malformed CSV, and JSON refused by callmark.safejson."""
+    import csv
+    import zlib
+
+    from callmark.errors import CallmarkError
+    from callmark.safejson import JSONInputError
+    return (CallmarkError, JSONInputError, OSError, EOFError, UnicodeError, csv.Error, zlib.error,
+            RecursionError)
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use; input errors of any command
+    become one line on stderr (see `input_errors`), never a traceback or click's bare "Aborted!"."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.ClickException:
+            raise
+        except input_errors() as exc:
+            raise click.ClickException(one_line(exc)) from None
 
     def list_commands(self, ctx):
         return sorted(COMMANDS)

@@ -12,16 +12,18 @@ file-level problems (missing file, missing required columns) raise `IngestError`
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
-import json
 import sqlite3
+import zlib
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from callmark import safejson
 from callmark.numbers import key_of
 from trainer.ingest_columns import CATEGORY_CODES, MS_THRESHOLD, Builder, TagEvents, parse_bool, parse_ts
 
@@ -86,6 +88,21 @@ def _open_text(path: Path):
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
     return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Errors while reading `path` become one IngestError naming it (truncated or garbage .gz,
+    unreadable file, a CSV field over 128 KiB): never blamed on another file, never "Aborted!"."""
+    try:
+        yield
+    except IngestError:
+        raise
+    except EOFError as exc:
+        raise IngestError(f"{path}: truncated compressed file ({exc}); copy it again") from None
+    except (OSError, zlib.error, csv.Error, RecursionError) as exc:
+        what = "not a gzip file or corrupt" if isinstance(exc, (gzip.BadGzipFile, zlib.error)) else "cannot read"
+        raise IngestError(f"{path}: {what} ({type(exc).__name__}: {exc})") from None
 
 
 def _kind(path: Path) -> str:
@@ -240,16 +257,17 @@ def _jsonl_rows(path: Path) -> Iterator[Any]:
             if not lines:
                 return
             lines = [ln for ln in lines if ln.strip()]
-            try:  # one C-level parse per block; fall back line by line on any error
-                yield from json.loads("[" + ",".join(lines) + "]")
+            try:  # one C-level parse per block (callmark.safejson limits); line by line on any error
+                yield from safejson.loads("[" + ",".join(lines) + "]", str(path), max_bytes=1 << 40,
+                                          max_depth=safejson.MAX_DEPTH + 1)
                 continue
             except ValueError:
                 pass
             for ln in lines:
                 try:
-                    yield json.loads(ln)
-                except ValueError:
-                    yield _Bad("invalid JSON", ln.strip())
+                    yield safejson.loads(ln, "line")
+                except safejson.JSONInputError as exc:
+                    yield _Bad("invalid JSON", f"{exc.reason}: {ln.strip()[:160]}")
 
 
 def sqlite_rows(path: str | Path, table: str | None = None) -> Iterator[dict]:
@@ -291,12 +309,13 @@ def read_tags(source, region: str = "CN", columns: dict[str, str] | None = None
         if not path.is_file():
             raise IngestError(f"{path}: no such file; pass a tags CSV/JSONL file or SQLite store")
         kind = _kind(path)
-        if kind == "csv":
-            _read_csv(path, b, report, columns)
-        elif kind == "jsonl":
-            _dict_chunks(_jsonl_rows(path), b, report, columns=columns)
-        else:
-            _dict_chunks(sqlite_rows(path), b, report, columns=columns)
+        with _reading(path):
+            if kind == "csv":
+                _read_csv(path, b, report, columns)
+            elif kind == "jsonl":
+                _dict_chunks(_jsonl_rows(path), b, report, columns=columns)
+            else:
+                _dict_chunks(sqlite_rows(path), b, report, columns=columns)
     else:
         _dict_chunks(source, b, report, columns=columns)
     return b.finish(), report
@@ -309,22 +328,27 @@ def _side_rows(source, need: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
         path = Path(source)
         if not path.is_file():
             raise IngestError(f"{path}: no such file")
-        if _kind(path) == "jsonl":
-            for i, d in enumerate(_jsonl_rows(path), 1):
-                yield i, d if isinstance(d, dict) else {}
-            return
-        with _open_text(path) as f:
-            reader = csv.DictReader(f)
-            fields = [h.strip().lower() for h in (reader.fieldnames or [])]
-            missing = [c for c in need if c not in fields]
-            if missing:
-                raise IngestError(f"{path}: missing column(s) {', '.join(missing)}; "
-                                  f"expected header {','.join(need)}")
-            for i, d in enumerate(reader, 2):
-                yield i, {k.strip().lower(): v for k, v in d.items() if k}
+        with _reading(path):
+            yield from _side_file_rows(path, need)
     else:
         for i, d in enumerate(source, 1):
             yield i, d if isinstance(d, dict) else {}
+
+
+def _side_file_rows(path: Path, need: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    if _kind(path) == "jsonl":
+        for i, d in enumerate(_jsonl_rows(path), 1):
+            yield i, d if isinstance(d, dict) else {}
+        return
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        fields = [h.strip().lower() for h in (reader.fieldnames or [])]
+        missing = [c for c in need if c not in fields]
+        if missing:
+            raise IngestError(f"{path}: missing column(s) {', '.join(missing)}; "
+                              f"expected header {','.join(need)}")
+        for i, d in enumerate(reader, 2):
+            yield i, {k.strip().lower(): v for k, v in d.items() if k}
 
 
 def read_verified(source, region: str = "CN") -> tuple[dict[int, str], BadRowReport]:

@@ -50,8 +50,14 @@ def test_score_table_with_missing_and_extra_columns(tmp_path):
     _table(tmp_path / "train.csv")
     model = teacher.fit(teacher.read_table(tmp_path / "train.csv", "number", "label"), FAST)
     (tmp_path / "partial.csv").write_text("id,opposite_count,note\nx,100,hi\ny,,\n")
-    s = model.score(teacher.read_table(tmp_path / "partial.csv", "id"))
+    partial = teacher.read_table(tmp_path / "partial.csv", "id")
+    with pytest.raises(teacher.TeacherError, match=r"lacks \d+ of the teacher's \d+ feature columns: opposite_unique, call_dur_mean"):
+        model.score(partial)
+    s = model.score(partial, allow_missing=True)
     assert len(s) == 2 and np.isfinite(s).all()
+    (tmp_path / "none.csv").write_text("id,unrelated\nx,1\ny,2\n")
+    with pytest.raises(teacher.TeacherError, match="lacks"):
+        model.score(teacher.read_table(tmp_path / "none.csv", "id"), allow_missing=True)
 
 
 def test_cli_fit_and_score_write_id_score(tmp_path):

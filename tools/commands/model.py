@@ -66,8 +66,11 @@ def teacher_fit(table, id_column, label_column, out, seed):
 @click.option("--table", required=True, type=click.Path(dir_okay=False), help="Per-number CSV to score.")
 @click.option("--id-column", required=True, help="Column holding the number / id.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output CSV with columns id,score.")
+@click.option("--allow-missing-features", is_flag=True,
+              help="Score a table lacking some of the teacher's feature columns (as missing values); "
+                   "by default such a table is refused with the list of missing columns.")
 @_clean_errors
-def teacher_score(model_dir, table, id_column, out):
+def teacher_score(model_dir, table, id_column, out, allow_missing_features):
     """Score numbers: writes id,score (score = probability of harmful).
 
     Example: callmark teacher score --model /tmp/teacher --table test.csv --id-column phone_no_m --out scores.csv
@@ -76,7 +79,7 @@ def teacher_score(model_dir, table, id_column, out):
 
     model = teacher.load(model_dir)
     t = teacher.read_table(table, id_column)
-    teacher.write_scores(out, t.ids, model.score(t))
+    teacher.write_scores(out, t.ids, model.score(t, allow_missing=allow_missing_features))
     click.echo(json.dumps({"out": str(out), "rows": len(t.ids)}))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from callmark import safejson
 from trainer.features import FeatureTable
 
 FORMAT = 1
@@ -86,10 +87,16 @@ def read_table(path, id_column: str, label_column: str | None = None) -> Feature
         raise TeacherError(f"table {path} not found")
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise TeacherError(f"table {path} is empty")
-        rows = [r for r in reader if r]
+        try:
+            header = next(reader, None)
+            if not header:
+                raise TeacherError(f"table {path} is empty")
+            rows = [r for r in reader if r]
+        except csv.Error as exc:       # e.g. a field over 128 KiB, a NUL byte
+            raise TeacherError(f"{path} line {reader.line_num}: not readable CSV ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise TeacherError(f"{path} near line {reader.line_num + 1}: not UTF-8 ({exc.reason}); "
+                               "save the table as UTF-8") from None
     if id_column not in header:
         raise TeacherError(f"id column {id_column!r} not in {path}; columns are: {', '.join(header[:20])}")
     if label_column is not None and label_column not in header:
@@ -208,8 +215,19 @@ class Teacher:
         Xg, Xr = self._matrices(X)
         return 0.5 * (self.gbdt.predict(Xg) + self.rf.predict(Xr))
 
-    def score(self, table: FeatureTable) -> np.ndarray:
-        """Probability of harmful per row of `table` (columns matched by name; absent = missing)."""
+    def score(self, table: FeatureTable, allow_missing: bool = False) -> np.ndarray:
+        """Probability of harmful per row of `table` (columns matched by name; empty cells = missing).
+
+        Raises TeacherError listing the model's feature columns the table lacks: a table without
+        them would score every row alike (the model's base rate), silently. With `allow_missing`
+        absent columns are scored as missing values, but at least one must be present."""
+        have = set(table.names)
+        missing = [n for n in self.base_names if n not in have]
+        if missing and (not allow_missing or len(missing) == len(self.base_names)):
+            shown = ", ".join(missing[:20]) + (f" … ({len(missing)} in all)" if len(missing) > 20 else "")
+            raise TeacherError(f"the table lacks {len(missing)} of the teacher's {len(self.base_names)} "
+                               f"feature columns: {shown}; build it with the same feature columns "
+                               "(numeric) as the table the teacher was fitted on")
         return self.score_matrix(_align(table, self.base_names))
 
     def save(self, out_dir) -> Path:
@@ -230,12 +248,13 @@ def load(model_dir) -> Teacher:
 
     d = Path(model_dir)
     try:
-        meta = json.loads((d / "teacher.json").read_text())
+        meta = safejson.load_path(d / "teacher.json", max_bytes=1 << 20)
     except FileNotFoundError:
         raise TeacherError(f"{d} holds no teacher.json; fit one with `callmark teacher fit`") from None
-    except json.JSONDecodeError as exc:
-        raise TeacherError(f"{d}/teacher.json is not valid JSON: {exc}") from None
-    if meta.get("format") != FORMAT or meta.get("kind") != "teacher":
+    except (safejson.JSONInputError, OSError) as exc:
+        raise TeacherError(f"{d}/teacher.json is not a teacher file: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("kind") != "teacher":
+        meta = meta if isinstance(meta, dict) else {}
         raise TeacherError(f"{d}/teacher.json has format {meta.get('format')!r}, expected {FORMAT}")
     try:
         gbdt = lgb.Booster(model_file=str(d / "gbdt.txt"))
