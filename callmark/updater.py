@@ -8,7 +8,6 @@ length their manifest lists (`download_verified`).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from callmark import exports as layout
+from callmark import safejson
 from callmark.exports import MAX_MANIFEST_BYTES, MAX_ROOT_BYTES
 from callmark.files import atomic_write, atomic_writer, file_sha256
 from callmark.manifest import (
@@ -32,10 +32,12 @@ CHUNK = 64 * 1024       # bytes per read when streaming artefacts
 
 
 def _parse(raw: bytes, what: str) -> dict:
+    """Signed metadata bytes -> envelope dict, through callmark.safejson (depth, number length,
+    surrogates; the size was bounded by the fetch). MetadataFormatError otherwise."""
     try:
-        env = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MetadataFormatError(f"{what}: not valid UTF-8 JSON ({e})") from None
+        env = safejson.loads(raw, what, max_bytes=MAX_MANIFEST_BYTES)
+    except safejson.JSONInputError as e:
+        raise MetadataFormatError(str(e)) from None
     envelope_parts(env, what)
     return env
 

@@ -25,11 +25,13 @@ from callmark.pack_layers import LayeredReader, is_layered, layer_stats
 from callmark.rules import (
     CallFacts, Decision, Policy, RecentCalls, RuleConfig, decide, evaluate_rules,
 )
-from tools.handset_net import Backoff, ServerRejected, ServerUnavailable, Transport
+from tools.handset_net import Backoff, BodyNotEncodable, ServerRejected, ServerUnavailable, Transport
 from tools.handset_store import (
     LIST_KINDS, HandsetConfig, HandsetError, HandsetStore, NoTrustedRootError,
 )
-from tools.handset_sync import ModelCheckError, PackSync, SyncResult, open_trust, pick_pack, sync_model
+from tools.handset_sync import (
+    FULL_CHECK_EVERY_S, ModelCheckError, PackSync, SyncResult, clean_partials, open_trust, pick_pack, sync_model,
+)
 
 __all__ = ["Handset", "HandsetError", "Decision"]
 
@@ -41,6 +43,19 @@ MAX_BATCH = 500  # tag events per upload request (server limit)
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _refused(body: Any) -> bool:
+    """A 400 in the server's JSON error shape: the request itself was refused (not a proxy page)."""
+    return isinstance(body, dict) and body.get("code") == 400 and isinstance(body.get("message"), str)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def parse_time(value: Any) -> float:
@@ -68,8 +83,10 @@ class Handset:
                  tofu: bool = False, channel: str | None = None, region: str | None = None,
                  device_id: str | None = None, policy: Policy | None = None, rules: RuleConfig | None = None,
                  backoff: Backoff | None = None, timeout: float = 10.0, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 full_check_every_s: float = FULL_CHECK_EVERY_S):
         self.store = HandsetStore(state_dir)
+        self.full_check_every_s = full_check_every_s  # rehash every pack row this often (s)
         cfg = self.store.load_config()
         if cfg is None:
             cfg = HandsetConfig(device_id=device_id or uuid.uuid4().hex, server_url=server_url or "",
@@ -207,7 +224,8 @@ class Handset:
             m = up.refresh()
             r.manifest_version = s.manifest_version = m.version
             entry = pick_pack(m, self.config.region, self.config.pack_tier)
-            PackSync(self.store, t, up, s, self.config.channel).run(m, entry, r)
+            PackSync(self.store, t, up, s, self.config.channel, now=now,
+                     full_check_every_s=self.full_check_every_s).run(m, entry, r)
             s.pack_name, s.pack_version, s.pack_state_hash = entry.name, entry.version, entry.state_hash
             self._reset_pack()
             try:
@@ -216,6 +234,7 @@ class Handset:
             except (ManifestError, ModelCheckError, ServerRejected) as e:
                 r.model = f"kept-old ({type(e).__name__}: {str(e)[:120]})"
             s.failures, s.last_success, s.last_error = 0, now, ""
+            clean_partials(self.store, m)
             hints = dict(t.hints)
             wait = max(float(hints.get("min_wait_s", 0)), float(m.hints.get("min_poll_seconds", 0) or 0))
             jitter = float(hints.get("jitter_s", wait * 0.1))
@@ -227,6 +246,8 @@ class Handset:
             raise
         except (ManifestError, PackError, HandsetError, OSError) as e:
             self._failed(s, r, now, "failed", e, None)
+        except Exception as e:  # noqa: BLE001 - hostile metadata or answers: a recorded failure
+            self._failed(s, r, now, "failed", e, None)  # (back-off applies), never a traceback
         r.bytes_total = t.bytes_in - before
         r.next_sync_after, r.wait_s = s.next_sync_after, max(0.0, s.next_sync_after - now)
         s.history.append({"t": now, "status": r.status, "manifest": r.manifest_version,
@@ -316,6 +337,10 @@ class Handset:
             direction: str | None = None, time: Any = None, event_id: str | None = None) -> str:
         """Queue a tag event offline (uploaded later in batches); returns its event id."""
         categories.by_key(category)  # clear error naming the valid keys
+        for name, value in (("number", number), ("company", company), ("note", note)):
+            if isinstance(value, str) and not _is_text(value):
+                raise HandsetError(f"{name} is not valid text (undecodable bytes or a lone surrogate, e.g. "
+                                   f"from a non-UTF-8 terminal); give it as UTF-8")
         if not isinstance(number, str) or not number.strip() or len(number) > 64:
             raise HandsetError("number must be 1..64 characters as displayed, e.g. +8613812345678")
         if company is not None and len(company) > 100:
@@ -355,8 +380,11 @@ class Handset:
                 if not batch:
                     break
                 ids = [e["event_id"] for e in batch]
-                status, body = t.post_json("/v1/tags", {"region": self.config.region, "events": batch},
-                                           self.config.token)
+                try:
+                    status, body = t.post_json("/v1/tags", {"region": self.config.region, "events": batch},
+                                               self.config.token)
+                except BodyNotEncodable as e:  # refused before sending: isolate the event like a 400
+                    status, body = 400, {"code": 400, "message": str(e)}
                 out["batches"] += 1
                 if status == 200:
                     self.store.mark_acked(ids)
@@ -367,8 +395,11 @@ class Handset:
                 elif status == 401 and not reregistered:
                     reregistered = True
                     self._register(t)
-                elif status == 413 and batch_size > 1:
-                    batch_size //= 2
+                elif status == 413 and len(batch) > 1 or status == 400 and _refused(body) and len(batch) > 1:
+                    batch_size = max(1, len(batch) // 2)   # halve until the bad event is alone
+                elif status == 400 and _refused(body):
+                    self.store.mark_rejected(ids[0], json.dumps((body or {}).get("message", body))[:300])
+                    out["rejected"] += 1                  # refused as a body: never resent, queue moves on
                 elif status == 422:
                     out["rejected"] += self._reject(batch, body)
                 else:

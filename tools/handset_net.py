@@ -8,12 +8,14 @@ paths are the exports/ layout (`root/2.root.json`, `channels/stable/manifest.jso
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from callmark import safejson
 from callmark.exports import manifest_channel
 from callmark.files import commit_file
 from callmark.manifest import ArtefactEntry
@@ -22,6 +24,7 @@ from callmark.manifest_errors import EndlessDataError, TamperedArtefactError
 from tools.handset_store import HandsetError
 
 TRANSIENT_STATUS = (408, 425, 429, 500, 502, 503, 504)
+MAX_ANSWER_BYTES = 1024 * 1024  # a JSON API answer (tag ack, update advice, registration), at most
 
 
 class ServerUnavailable(HandsetError):
@@ -30,6 +33,10 @@ class ServerUnavailable(HandsetError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BodyNotEncodable(HandsetError):
+    """A request body holds values JSON cannot carry (NaN, infinity, lone surrogates)."""
 
 
 class ServerRejected(HandsetError):
@@ -274,12 +281,26 @@ class Transport(Fetcher):
         """POST JSON with retries; returns (status, parsed body). Raises ServerUnavailable."""
         if self.local is not None:
             raise ServerUnavailable(f"{self.local} is a mirror directory: it cannot take {url_path}")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        r = self.request("POST", url_path, json=body, headers=headers)
+        try:
+            data = json.dumps(body, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (ValueError, TypeError, UnicodeEncodeError) as e:
+            raise BodyNotEncodable(f"POST {url_path}: the request cannot be sent as JSON "
+                                   f"({type(e).__name__}: {str(e)[:120]})") from None
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        r = self.request("POST", url_path, data=data, headers=headers, stream=True)
         with r:
-            try:
-                data = r.json()
-            except ValueError:
-                data = {"message": r.text[:300]}
+            raw = read_bounded(r.iter_content(CHUNK), MAX_ANSWER_BYTES + 1)
+        self.bytes_in += len(raw)
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise ServerRejected(f"POST {url_path}: answer longer than the {MAX_ANSWER_BYTES} bytes "
+                                 f"allowed (HTTP {r.status_code}); not trusted", r.status_code)
+        try:
+            data = safejson.loads(raw, f"answer to POST {url_path}", max_bytes=MAX_ANSWER_BYTES)
+        except safejson.JSONInputError as e:
+            if r.status_code < 300:
+                raise ServerRejected(f"{e} (HTTP {r.status_code})", r.status_code) from None
+            data = {"message": raw[:300].decode("utf-8", "replace")}
         self.note_body_hints(data)
         return r.status_code, data

@@ -112,6 +112,8 @@ class SyncState:
     manifest_etag: str = ""
     hints: dict = field(default_factory=dict)  # last server hints: min_wait_s, jitter_s
     deltas_since_full: int = 0
+    pack_checked_at: float = 0.0  # last full state-hash check of the local pack (all rows rehashed)
+    pack_check_due: bool = False  # an apply failed or was interrupted: check the pack at the next sync
     history: list = field(default_factory=list)  # last few sync results (dicts)
 
     @classmethod

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from tools.handset_store import (
 )
 
 DEFAULT_FULL_RESYNC_AFTER = 40  # deltas applied in a row before a forced full pack
+FULL_CHECK_EVERY_S = 7 * 86400  # re-hash every row of the local pack this often (and after a failed or
+#                                 interrupted apply); deltas alone only update the hash O(delta)
 
 
 class ModelCheckError(HandsetError):
@@ -90,11 +94,21 @@ class PackSync:
     """Brings the local pack to the manifest's state, preferring deltas."""
 
     def __init__(self, store: HandsetStore, transport: Transport, updater: Updater, state: SyncState,
-                 channel: str):
+                 channel: str, now: float | None = None, full_check_every_s: float = FULL_CHECK_EVERY_S):
         self.store, self.t, self.up, self.s, self.channel = store, transport, updater, state, channel
         self.policy = pack_layers.LayerPolicy()  # when a delta goes to which overlay, when to compact
+        self.now = time.time() if now is None else now
+        self.full_check_every_s = full_check_every_s
 
-    def current(self, entry: PackEntry) -> tuple[int, str]:
+    def full_check_due(self) -> bool:
+        return self.s.pack_check_due or self.now - self.s.pack_checked_at >= self.full_check_every_s
+
+    def current(self, entry: PackEntry, r: SyncResult | None = None) -> tuple[int, str]:
+        """(version, state hash) of the local pack, (0, "") when there is none or it is unusable.
+
+        When a full check is due (schedule, or a failed/interrupted apply) every layer's rows are
+        rehashed and compared with HEAD's state hash (`pack_layers.verify`): a mismatch (rows edited
+        behind the meta, a torn file) discards the pack, so the full pack is downloaded."""
         path = self.store.pack_path(entry.name)
         legacy = self.store.legacy_pack_path(entry.name)
         try:
@@ -102,27 +116,37 @@ class PackSync:
                 pack_layers.adopt_file(str(legacy), str(path), move=True)  # a rename: no copy
             if not pack_layers.is_layered(str(path)):
                 return 0, ""
-            meta = pack_layers.read_meta(str(path))
+            if self.full_check_due():
+                meta = pack_layers.verify(str(path))
+                self.s.pack_checked_at, self.s.pack_check_due = self.now, False
+            else:
+                meta = pack_layers.read_meta(str(path))
             return int(meta["version"]), meta["state_hash"]
-        except (PackError, KeyError, ValueError, OSError):
-            pack_layers.remove(str(path))  # unreadable: start again from the full pack
+        except (PackError, KeyError, ValueError, OSError, sqlite3.DatabaseError) as e:
+            pack_layers.remove(str(path))  # unreadable or not what it claims: start again from the full pack
             legacy.unlink(missing_ok=True)
+            self.s.pack_check_due = False
+            if r is not None:
+                r.notes.append(f"local pack discarded ({type(e).__name__}: {str(e)[:160]})")
             return 0, ""
 
     def run(self, m: Manifest, entry: PackEntry, r: SyncResult) -> None:
-        version, state = self.current(entry)
+        version, state = self.current(entry, r)
         r.pack, r.pack_version_before = entry.name, version
         if state == entry.state_hash:
             r.status, r.pack_version = "up_to_date", version
             return
         chain = self.plan(m, entry, version, state) if version else []
         if chain:
+            self.s.pack_check_due = True        # saved now: a kill during the apply leaves it set
+            self.store.save_sync(self.s)
             try:
                 for d in chain:
                     state = self.apply_one(d, entry, state, r)
                 self.up.check_pack_state(entry.name, state)
                 r.status, r.pack_version = "delta", entry.version
                 self.s.deltas_since_full += len(chain)
+                self.s.pack_check_due = False
                 return
             except ServerUnavailable:
                 raise
@@ -214,6 +238,24 @@ class PackSync:
         self._count_written(path, "base", r)
         r.status, r.pack_version = "full", entry.version
         self.s.deltas_since_full = 0
+        self.s.pack_checked_at, self.s.pack_check_due = self.now, False   # every row was hashed
+
+
+def clean_partials(store: HandsetStore, m: Manifest) -> list[str]:
+    """After a successful sync: delete `.part` downloads that are empty or of artefacts the manifest
+    no longer lists (an interrupted download of an older release). Returns the names removed."""
+    listed = {Path(e.path).name for e in [*m.packs, *m.deltas]}
+    if m.model is not None:
+        listed.add(Path(m.model.path).name)
+    gone = []
+    for part in store.downloads.glob("*.part"):
+        try:
+            if part.stat().st_size == 0 or part.name[: -len(".part")] not in listed:
+                part.unlink()
+                gone.append(part.name)
+        except OSError:
+            pass
+    return gone
 
 
 def sync_model(store: HandsetStore, t: Transport, up: Updater, s: SyncState, device_id: str,
