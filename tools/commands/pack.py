@@ -93,13 +93,21 @@ def _find_delta(pack_meta: dict, delta: str) -> tuple[str, dict | None]:
 def apply_cmd(pack, delta):
     """Apply a delta to a pack atomically and verify its state hash.
 
+    The pack (a single file or a layered pack directory) is checked in full first (SQLite integrity,
+    every row rehashed against its stored state hash): a pack whose rows were edited behind its meta
+    table is refused, not patched.
+
     Example: callmark pack apply --pack CN-full-v2.sqlite --delta deltas/v2-v3
     """
     from callmark import pack_layers
-    from callmark.pack import apply_delta, read_pack_meta
+    from callmark.pack import apply_delta, read_pack_meta, verify_pack
     layered = pack_layers.is_layered(pack)
     try:
-        meta = pack_layers.read_meta(pack) if layered else read_pack_meta(pack)
+        if layered:
+            meta = pack_layers.verify(pack)
+        else:
+            read_pack_meta(pack)        # "not a callmark pack" before any deeper check
+            meta = verify_pack(pack)
         blob, entry = _find_delta(meta, delta)
         fn = pack_layers.apply_delta if layered else apply_delta
         new = fn(pack, blob, expected_state_hash=entry and entry["to_state_hash"],
