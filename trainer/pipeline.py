@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from callmark import safejson
 from callmark.labels import FLAG_MODEL, read_labels
 from trainer import consensus as consensus_lib
 from trainer import ingest, packs as packs_lib, sources
@@ -80,11 +81,50 @@ class BuildResult:
         path = Path(build_dir) / BUILD_JSON
         if not path.is_file():
             raise BuildError(f"{build_dir}: no {BUILD_JSON}; pass a directory written by `callmark build`")
-        d = json.loads(path.read_text())
+        try:
+            d = safejson.load_path(path, max_bytes=16 << 20)
+        except (safejson.JSONInputError, OSError) as exc:
+            raise BuildError(f"{path}: not a readable build file ({exc}); rebuild it") from None
+        if not isinstance(d, dict):
+            raise BuildError(f"{path}: expected a JSON object; rebuild it")
         missing = set(cls.__dataclass_fields__) - set(d)
         if missing:
             raise BuildError(f"{path}: missing fields {sorted(missing)}; rebuild it")
+        d = dict(d, build_dir=str(build_dir))
+        for k in PATH_FIELDS:
+            d[k] = _from_build(d[k], build_dir) if d[k] else d[k]
+        d["delta_dirs"] = [_from_build(x, build_dir) for x in d["delta_dirs"] or []]
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def write(self, build_dir: str | Path) -> Path:
+        """Write build.json with its paths relative to the build directory (so the directory can be
+        moved, and `callmark publish --build DIR` works from any working directory)."""
+        d = self.to_dict()
+        for k in PATH_FIELDS:
+            d[k] = _to_build(d[k], build_dir) if d[k] else d[k]
+        d["delta_dirs"] = [_to_build(x, build_dir) for x in d["delta_dirs"]]
+        d["build_dir"] = "."
+        path = Path(build_dir) / BUILD_JSON
+        path.write_text(json.dumps(d, indent=1, default=str))
+        return path
+
+
+PATH_FIELDS = ("labels_csv", "pack_dir", "model_dir", "report")
+
+
+def _to_build(p: str, build_dir: str | Path) -> str:
+    """`p` relative to the build directory when it lies inside it, else absolute."""
+    full, base = Path(p).resolve(), Path(build_dir).resolve()
+    return str(full.relative_to(base)) if full == base or base in full.parents else str(full)
+
+
+def _from_build(p: str, build_dir: str | Path) -> str:
+    """A build.json path as a usable path: relative ones are relative to the build directory (older
+    build.json files held paths relative to the working directory: kept when only that exists)."""
+    if os.path.isabs(p):
+        return p
+    inside = Path(build_dir) / p
+    return p if not inside.exists() and Path(p).exists() else str(inside)
 
 
 class Progress:
@@ -364,7 +404,7 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
     res = BuildResult(version=version, build_dir=str(build_dir), labels_csv=str(labels_csv),
                       pack_dir=pack_dir, delta_dirs=delta_dirs, model_dir=model_dir,
                       report=report, stats=stats)
-    (build_dir / BUILD_JSON).write_text(json.dumps(res.to_dict(), indent=1, default=str))
+    res.write(build_dir)
     echo(f"build v{version} ready in {build_dir} ({time.perf_counter() - progress.t0:.1f} s)")
     return res
 
