@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from flask import Flask, request
 from flask_limiter import Limiter
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter
 
 from server import console, json_input, metrics, ratelimit  # noqa: F401 (registers callmark-memory://)
 from server.api import (admin_appeals, admin_audit, admin_keys, admin_labels, admin_releases, admin_verified,
@@ -21,6 +22,14 @@ API_DESCRIPTION = """Sync, tag uploads, lookups, appeals and admin for callmark 
 Sync answers carry `min_wait_s` and `jitter_s` (JSON fields, or X-Callmark-Min-Wait /
 X-Callmark-Jitter headers on the manifest): wait min_wait_s + uniform(0, jitter_s) seconds before
 the next sync. 429 and 503 answers carry Retry-After. See docs/http-api.md."""
+
+
+class BoundedInt(IntegerConverter):
+    """`<int:...>` URL parts fit an SQLite INTEGER (0 .. 2^63-1); larger ones do not match (404)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
@@ -40,6 +49,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=cfg.max_body_bytes, JSON_SORT_KEYS=False,
     )
     json_input.install(app)     # before the blueprints: every JSON body goes through callmark.safejson
+    app.url_map.converters["int"] = BoundedInt   # /v1/root/<300 digits>.root.json is a 404, not a 500
     if cfg.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies)

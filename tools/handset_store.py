@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
+from callmark import safejson
 from callmark.errors import CallmarkError
 from callmark.files import atomic_write  # noqa: F401  (re-exported for the sync module)
 
@@ -162,7 +163,7 @@ class HandsetStore:
         if not p.is_file():
             return None
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            return safejson.load_path(p)
         except (OSError, ValueError) as e:
             raise HandsetStateError(f"{p}: unreadable ({e}); remove it to start over") from None
 

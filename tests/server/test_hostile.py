@@ -50,6 +50,9 @@ def test_lone_surrogate_in_device_id_and_note_is_400_and_stores_nothing(client):
 def test_root_version_of_300_digits_is_404(client):
     r = client.get("/v1/root/" + "9" * 300 + ".root.json")
     assert r.status_code == 404 and r.get_json()["code"] == 404
+    for digits in (20, 300):                     # any <int:> in a path: past SQLite INTEGER is a 404
+        r = client.post(f"/v1/admin/appeals/{'9' * digits}/accept", json={"note": "x"}, headers=ADMIN)
+        assert r.status_code == 404, (digits, r.status_code)
 
 
 def test_labels_csv_with_huge_field_or_huge_number_is_422(client):
