@@ -17,7 +17,8 @@ unanswered (issue 17: 3 of 12 probes answered within 5 s). This subclass changes
   client that stops sending its body gets 408, one that stops reading its answer is dropped.
 
 gunicorn's own error answers (bad request line, header too large, bad chunk) are written in the
-server's JSON error shape instead of HTML.
+server's JSON error shape instead of HTML. With gunicorn's own TLS (`--certfile`) the stock gthread
+path is used (no head collection): terminate TLS at the reverse proxy (docs/http-api.md).
 """
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ class CallmarkWorker(ThreadWorker):
 
     # -- connections wait for their request head in the poller --------------------------------
     def accept(self, listener):
+        if self.cfg.is_ssl:            # TLS bytes carry no readable head: gunicorn's own path
+            return super().accept(listener)   # (terminate TLS at the reverse proxy instead)
         try:
             client_sock, client_addr = listener.accept()
         except OSError as e:
@@ -98,6 +101,8 @@ class CallmarkWorker(ThreadWorker):
 
     def on_client_socket_readable(self, conn, client):
         """A kept-alive connection starts its next request: collect the head in the poller too."""
+        if self.cfg.is_ssl:
+            return super().on_client_socket_readable(conn, client)
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
         self._await_head(conn)
