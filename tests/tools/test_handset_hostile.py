@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from callmark.pack import pack_state_hash, read_pack_meta
+from callmark import pack_layers
 from tests.tools.handset_helpers import FRAUD, TELE, Publisher, serve
 from tools.cli import main
 from tools.handset import Handset
@@ -127,8 +127,8 @@ def test_stale_and_empty_partial_downloads_are_removed_after_a_sync(pub, tmp_pat
 
 
 def _plant_row(pack: Path) -> None:
-    """Edit rows behind the meta table's back (the stored state hash stays as it was)."""
-    con = sqlite3.connect(pack)
+    """Edit rows of the base layer behind the pack's back (HEAD's state hash stays as it was)."""
+    con = sqlite3.connect(pack / pack_layers.read_head(str(pack))["files"]["base"])
     con.execute("INSERT INTO labels VALUES (8613300000001, 3, 0.99, 50, 0, 20500)")
     con.commit()
     con.close()
@@ -143,12 +143,12 @@ def test_tampered_pack_is_caught_by_the_scheduled_full_check(pub, tmp_path):
     pub.publish(2)
     clock.t += 1 * DAY                     # not due yet: the O(delta) path is taken (and trusted)
     assert h.sync(force=True).status == "delta"
-    assert pack_state_hash(str(pack)) != read_pack_meta(str(pack))["state_hash"]
+    assert pack_layers.state_hash(str(pack)) != pack_layers.read_meta(str(pack))["state_hash"]
     clock.t += 7 * DAY                     # due: every row is rehashed, the lie is found
     pub.publish(3)
     r = h.sync(force=True)
     assert r.status == "full" and any("local pack discarded" in n for n in r.notes), r.to_dict()
-    assert pack_state_hash(str(pack)) == read_pack_meta(str(pack))["state_hash"]
+    assert pack_layers.state_hash(str(pack)) == pack_layers.read_meta(str(pack))["state_hash"]
     assert h.store.load_sync().pack_checked_at == clock.t
     h.close()
 

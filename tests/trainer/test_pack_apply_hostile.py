@@ -32,3 +32,15 @@ def test_apply_refuses_a_base_whose_rows_do_not_match_its_state_hash(tmp_path):
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "rows hash to" in res.output and len(res.output.strip().splitlines()) == 1
     assert phone.read_bytes() == before and pack_state_hash(str(phone)) != ""
+
+    layered = tmp_path / "phone-layered"                # the same for a layered pack (base + overlays)
+    assert run(command, ["install", "--wire", str(tmp_path / "v1" / "CN-full-v1.pack"),
+                         "--pack", str(layered)]).exit_code == 0
+    from callmark import pack_layers
+    con = sqlite3.connect(layered / pack_layers.read_head(str(layered))["files"]["base"])
+    con.execute("INSERT INTO labels VALUES (8613300000001, 3, 99, 50, 0, 20500)")
+    con.commit()
+    con.close()
+    res = run(command, ["apply", "--pack", str(layered), "--delta", str(tmp_path / "d")])
+    assert res.exit_code == 1 and "rows hash to" in res.output and "Traceback" not in res.output
+    assert pack_layers.read_meta(str(layered))["version"] == "1"
