@@ -41,7 +41,9 @@ class DemoConfig:
     channel: str = "stable"
     port: int = 0  # 0: a free loopback port
     student: bool = True
-    history_days: int = 2  # days of call log the handset holds before day 1 (its local history)
+    # days of call log the handset holds before day 1 (its local history); None: every earlier day, as
+    # a phone's call log does (the model's local facts are trained on the whole history)
+    history_days: int | None = None
     serve: bool = False  # keep the server running at the end (for the console) until Ctrl-C
     steps: list = field(default_factory=list)
 
@@ -204,8 +206,10 @@ def run_demo(cfg: DemoConfig) -> dict:
             calls_hist = split_calls(sim / "calls.csv", None, cut, work / f"calls-until-day{n}.csv")
             calls_day = split_calls(sim / "calls.csv", cut, cut + timedelta(days=1), work / f"calls-day{n}.csv")
             # the phones' own call log: the days before (local history and whom they dialled)
-            calls_log = split_calls(sim / "calls.csv", cut - timedelta(days=cfg.history_days), cut,
-                                    work / f"calls-log-day{n}.csv") if n == 1 else None
+            calls_log = None
+            if n == 1:
+                calls_log = calls_hist if cfg.history_days is None else split_calls(
+                    sim / "calls.csv", cut - timedelta(days=cfg.history_days), cut, work / f"calls-log-day{n}.csv")
             click.echo(f"== day {n}: build")
             built = build(BuildConfig(out=str(work / "builds"), data_dir=str(work / "store"),
                                       calls=str(calls_hist), verified=str(sim / "verified.csv"),

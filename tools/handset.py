@@ -298,6 +298,23 @@ class Handset:
             self._record(callee, t, key, not known, answered, talk_s)
         return d
 
+    def remember(self, number: str, *, time: Any, callee: str = "me", answered: bool | None = None,
+                 talk_s: float | None = None, in_contacts: bool = False) -> None:
+        """Add one past incoming call to the local call history (the phone's call log) without
+        deciding on it: the history the rules and the model's local facts read. Unreadable numbers
+        are skipped, as `label` would not record them under a key either."""
+        if not isinstance(number, str):
+            raise HandsetError("number must be a string as presented by the network")
+        t = parse_time(time)
+        self._history()
+        key = normalize(number, self.config.region).key
+        known = in_contacts or (key is not None and self.lists().get(key) in ("contact", "allow"))
+        if not known and key is not None:
+            reader = self._pack()
+            lab = reader.lookup(key) if reader is not None else None
+            known = lab is not None and lab.category_key in categories.BENIGN_KEYS
+        self._record(callee, t, key, not known, answered, talk_s)
+
     def _policy_for(self, runner) -> Policy:
         """The policy, with the model's warn threshold taken from its contract when the release chose
         one (`contract.json["warn_risk"]`: the risk at the evaluated false-positive budget)."""

@@ -58,9 +58,9 @@ def path_of(d) -> str:
 
 
 def _warm_up(h: Any, history_csv: str | Path, dialled: set) -> int:
-    """Give the handset the local history a phone has: label the earlier incoming calls (recording
-    them, decisions discarded) and note whom each subscriber dialled (the contacts proxy the model is
-    trained with, `trainer.features.ring_events`). Returns the incoming calls replayed."""
+    """Give the handset the local history a phone has: its call log of the earlier incoming calls
+    (`Handset.remember`: recorded, not decided) and whom each subscriber dialled (the contacts proxy
+    the model is trained with, `trainer.features.ring_events`). Returns the incoming calls remembered."""
     n = 0
     with open(history_csv, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
@@ -68,11 +68,9 @@ def _warm_up(h: Any, history_csv: str | Path, dialled: set) -> int:
                 dialled.add((row["callee_hash"], row["caller"]))
                 continue
             try:
-                h.label(row["presentation"] or row["caller"], ring_s=_float(row["ring_s"]),
-                        answered=row["answered"] in ("1", "true", "True"), time=row["start"],
-                        verification=row["verification"] or "none", callee=row["callee_hash"],
-                        talk_s=_float(row["talk_s"]),
-                        in_contacts=(row["callee_hash"], row["caller"]) in dialled)
+                h.remember(row["presentation"] or row["caller"], time=row["start"], callee=row["callee_hash"],
+                           answered=row["answered"] in ("1", "true", "True"), talk_s=_float(row["talk_s"]),
+                           in_contacts=(row["callee_hash"], row["caller"]) in dialled)
                 n += 1
             except HandsetError:
                 continue

@@ -7,8 +7,16 @@
   flags a call when its action under the handset policy (`callmark.rules.label_action`) is one of
   those: benign labels (delivery, taxi, verified businesses) and low-confidence labels do not. The
   model runs only for calls without a pack label (as on the phone) and flags at `risk >= warn_risk`.
-- **Threshold for the phone** (`warn_risk`): the lowest risk at which pack + model stays within
-  `max_fpr` (0.5 %) of honest calls flagged; written into the candidate's `contract.json`.
+- **The phone's chain** (`callmark.rules.decide` order): calls from contacts (the "dialled before"
+  proxy) are allowed; otherwise the pack label, then the model (no pack label) and the stateless
+  on-device rules (spoofed, irregular number, failed verification: `phone_rule_flags`) may flag.
+  "Pack alone" is that phone without the model (pack + rules), so the gain is what the model adds.
+  One-ring and call bombing need the call's outcome and the handset's recent calls; they are not
+  replayed here (the demo's handset replay counts them).
+- **Threshold for the phone** (`warn_risk`): the lowest risk at which the whole chain keeps the
+  one-sided `CONFIDENCE` (95 %) Clopper-Pearson upper bound of honest calls flagged within `max_fpr`
+  (0.5 %): the phone promises the budget on calls it has not seen, not only on this sample; written
+  into the candidate's `contract.json`.
 - **Gate** (`assess`): contract and artefact checks, an absolute bar (the model must add at least
   `min_gain` recall over "pack alone" within the same FPR budget) and, when a model is published, no
   regression beyond `margin` against it on the same calls, scored in the same run. The verdict goes
@@ -26,12 +34,14 @@ import numpy as np
 
 from callmark import categories
 from callmark import model as cm
-from callmark.rules import Policy, is_flagged, label_action
+from callmark.numbers import normalize
+from callmark.rules import CallFacts, Policy, evaluate_rules, is_flagged, label_action
 from trainer import evaluate_report, features
 from trainer.evaluate_report import TARGETS  # noqa: F401  (the report's goals; re-exported)
 from trainer.holdout import HOLDOUT_SHARE, held_out
 
 MAX_FPR = 0.005  # honest calls flagged: the budget every recall figure is read at
+CONFIDENCE = 0.95  # one-sided level of the upper bound on honest calls flagged that warn_risk keeps in MAX_FPR
 MIN_GAIN = 0.05  # recall pack + model must add over pack alone (same FPR budget) to ship at all
 GATE_MARGIN = 0.02  # how much worse than the published model a candidate may be on GATE_METRICS
 GATE_METRICS = ("risk_auc", "recall_not_in_pack", "pack_plus_model_recall")
@@ -79,6 +89,27 @@ def pack_flags(ev: features.RingEvents, policy: Policy | None = None) -> np.ndar
     return out
 
 
+def phone_rule_flags(ev: features.RingEvents, region: str = "CN") -> np.ndarray:
+    """bool per event: a stateless on-device rule (`callmark.rules.evaluate_rules`: spoofed from
+    abroad, irregular number, failed verification) warns or blocks the call, as on the phone. Calls
+    from contacts are never flagged (the phone allows them first)."""
+    out = np.zeros(len(ev.facts), dtype=bool)
+    for i, f in enumerate(ev.facts):
+        if f.get("in_contacts") or not isinstance(f.get("number"), str):
+            continue
+        ver = f.get("verification") if f.get("verification") in ("passed", "failed", "none") else "none"
+        call = CallFacts.from_number_facts(normalize(f["number"], region), region, verification=ver)
+        cat = f.get("pack_category")
+        known = isinstance(cat, str) and categories.is_key(cat) and not categories.by_key(cat).harmful
+        out[i] = any(is_flagged(r.action) for r in evaluate_rules(call, known, 1, int(not known)))
+    return out
+
+
+def contact_calls(ev: features.RingEvents) -> np.ndarray:
+    """bool per event: the callee dialled the caller before (the phone's contacts proxy: allowed)."""
+    return np.asarray([bool(f.get("in_contacts")) for f in ev.facts], dtype=bool)
+
+
 def recall_at_fpr(y: np.ndarray, s: np.ndarray, max_fpr: float) -> tuple[float, float]:
     """(recall, threshold) of the loosest threshold whose false-positive rate is <= max_fpr."""
     neg = np.sort(s[y == 0])[::-1]
@@ -89,12 +120,27 @@ def recall_at_fpr(y: np.ndarray, s: np.ndarray, max_fpr: float) -> tuple[float, 
     return float((s[y == 1] >= thr).mean()), float(thr)
 
 
+def allowed_false_positives(n_honest: int, max_fpr: float, confidence: float | None = CONFIDENCE) -> int:
+    """Most honest calls that may be flagged out of `n_honest` so that the one-sided `confidence`
+    Clopper-Pearson upper bound of the false-positive rate stays <= `max_fpr` (None: the plain count
+    floor(max_fpr * n)). -1 when even zero flags cannot meet it (too few honest calls)."""
+    k = int(np.floor(max_fpr * n_honest))
+    if confidence is None or n_honest == 0:
+        return k
+    from scipy.stats import beta
+
+    while k >= 0 and beta.ppf(confidence, k + 1, n_honest - k) > max_fpr:
+        k -= 1
+    return k
+
+
 def phone_threshold(y: np.ndarray, risk: np.ndarray, model_runs: np.ndarray, pack_flag: np.ndarray,
-                    max_fpr: float) -> float:
-    """Lowest risk threshold at which pack + model flags at most `max_fpr` of honest calls; inf when
-    the pack alone already uses the budget. `model_runs`: calls without a pack label."""
+                    max_fpr: float, confidence: float | None = CONFIDENCE) -> float:
+    """Lowest risk threshold at which the phone (pack + rules `pack_flag`, + model) flags few enough
+    honest calls for `allowed_false_positives`; inf when the phone without the model already uses
+    the budget. `model_runs`: calls the model scores (no pack label, not a contact)."""
     honest = y == 0
-    budget = int(np.floor(max_fpr * honest.sum())) - int((pack_flag & honest).sum())
+    budget = allowed_false_positives(int(honest.sum()), max_fpr, confidence) - int((pack_flag & honest).sum())
     cand = np.sort(risk[honest & model_runs & ~pack_flag])[::-1]
     if budget < 0 or len(cand) == 0:
         return float("inf")
@@ -119,7 +165,9 @@ def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR
 
     y, risk = ev.harmful, out["risk"]
     nip = ~ev.in_pack
-    pack_flag = pack_flags(ev, policy) if pack_flag is None else pack_flag
+    contact = contact_calls(ev)
+    if pack_flag is None:  # the phone without the model: pack labels and stateless rules, contacts allowed
+        pack_flag = (pack_flags(ev, policy) | phone_rule_flags(ev)) & ~contact
     classes = list(out["classes"])
     true_code = np.asarray([categories.by_key(c).code for c in ev.category])
     both = 0 < y.sum() < len(y)
@@ -130,8 +178,10 @@ def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR
     m["risk_auc_not_in_pack"] = (float(roc_auc_score(y[nip], risk[nip])) if 0 < y[nip].sum() < nip.sum()
                                  else float("nan"))
     m["recall_not_in_pack"], m["threshold_not_in_pack"] = recall_at_fpr(y[nip], risk[nip], max_fpr)
-    thr = phone_threshold(y, risk, nip, pack_flag, max_fpr)
-    combo = pack_flag | (nip & (risk >= thr))
+    runs = nip & ~contact  # where the phone runs the model
+    thr = phone_threshold(y, risk, runs, pack_flag, max_fpr)
+    combo = pack_flag | (runs & (risk >= thr))
+    m["fpr_confidence"] = CONFIDENCE
     m["warn_risk"] = thr if np.isfinite(thr) else None
     m["pack_alone"] = {"recall": _rate(pack_flag, y == 1), "fpr": _rate(pack_flag, y == 0)}
     m["pack_plus_model"] = {"recall": _rate(combo, y == 1), "fpr": _rate(combo, y == 0)}
@@ -234,7 +284,7 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     pub = Path(published_dir) if published_dir else None
     t0 = time.time()
     ev = evaluation_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events)
-    pack_flag = pack_flags(ev, policy)
+    pack_flag = (pack_flags(ev, policy) | phone_rule_flags(ev)) & ~contact_calls(ev)
     try:
         out = score_events(cand, ev)
     except cm.ModelContractError as exc:  # a phone could not run it: refused without figures

@@ -65,12 +65,45 @@ def test_phone_threshold_keeps_pack_plus_model_within_the_fpr_budget():
     assert m["pack_plus_model"]["recall"] >= m["pack_alone"]["recall"]
     assert m["gain_over_pack"] == pytest.approx(m["pack_plus_model"]["recall"] - m["pack_alone"]["recall"])
     assert 0 < m["warn_risk"] <= 1
-    # a threshold a hair lower would flag more honest calls than the budget allows
+    # the budget is the count whose 95 % upper bound stays in 0.5 %, and a hair lower exceeds it
+    honest = int((ev.harmful == 0).sum())
+    allowed = evaluate.allowed_false_positives(honest, 0.005)
+    assert 0 <= allowed < np.floor(0.005 * honest)
+    assert m["pack_plus_model"]["fpr"] * honest <= allowed + 1e-9
     nip = ~ev.in_pack
     lower = evaluate.pack_flags(ev) | (nip & (out["risk"] >= np.nextafter(np.float32(m["warn_risk"]), 0) - 1e-3))
-    assert lower[ev.harmful == 0].mean() > 0.005
+    assert lower[ev.harmful == 0].sum() > allowed
     cm = np.asarray(m["confusion"]["counts"])
     assert cm.sum() == len(ev.harmful) and len(m["confusion"]["classes"]) == cm.shape[0]
+
+
+def test_allowed_false_positives_is_the_upper_confidence_bound():
+    from scipy.stats import beta
+    for n in (2000, 20000, 200000):
+        k = evaluate.allowed_false_positives(n, 0.005)
+        assert beta.ppf(0.95, k + 1, n - k) <= 0.005 < beta.ppf(0.95, k + 2, n - k - 1)
+        assert k < 0.005 * n and k / n > (0.004 if n == 200000 else 0.0)
+    assert evaluate.allowed_false_positives(100, 0.005) == -1  # too few honest calls to promise 0.5 %
+    assert evaluate.allowed_false_positives(1000, 0.005, confidence=None) == 5
+
+
+def test_the_phone_chain_allows_contacts_and_counts_the_rules_flags():
+    ev = _events(n=20000)
+    honest = np.flatnonzero((ev.harmful == 0) & ~ev.in_pack)
+    spoofed, contact = honest[:3], honest[3:40]
+    for i in spoofed:  # '+86' then a trunk 0: the spoofing rule rejects it on the phone
+        ev.facts[i]["number"] = "+86010" + ev.facts[i]["number"][-8:]
+    for i in contact:
+        ev.facts[i]["in_contacts"] = True
+    rules = evaluate.phone_rule_flags(ev)
+    assert rules[spoofed].all() and rules.sum() == 3
+    out = _outputs(ev)
+    out["risk"][contact] = 0.999  # the phone never runs the model on a contact's call
+    m = evaluate.compute_metrics(ev, out, max_fpr=0.005)
+    base = evaluate.pack_flags(ev) | rules
+    assert m["pack_alone"]["fpr"] == pytest.approx(base[ev.harmful == 0].mean())
+    assert m["warn_risk"] < 0.999 and m["pack_plus_model"]["fpr"] * (ev.harmful == 0).sum() <= \
+        evaluate.allowed_false_positives(int((ev.harmful == 0).sum()), 0.005) + 1e-9
 
 
 def test_pack_alone_over_budget_leaves_the_model_nothing():
