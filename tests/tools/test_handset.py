@@ -301,6 +301,32 @@ def test_model_runs_only_on_a_miss_and_sees_local_history(pub, tmp_path):
         assert len(seen) == 2  # a pack hit never runs the model
 
 
+def test_remembered_call_log_feeds_local_history_and_call_bombing_without_deciding(pub, tmp_path):
+    seen = []
+
+    class FakeRunner:
+        def score(self, facts):
+            seen.append(facts)
+            return {"risk": 0.1, "probs": {"legit": 0.9, "fraud": 0.1}}
+
+    with phone(tmp_path / "ph", str(pub.exports), pub) as h:
+        h.sync()
+        h._runner = FakeRunner()
+        t0 = 1_790_000_000.0
+        h.remember(UNKNOWN, time=t0 - 3 * 86400, answered=True, talk_s=12)
+        h.remember(DELIVERY, time=t0 - 60)  # a benign pack label: known, not an unknown call
+        assert seen == []  # the call log is recorded, never scored
+        h.label(UNKNOWN, time=t0)
+        assert (seen[0]["prior_calls"], seen[0]["prior_answered"], seen[0]["last_talk_s"]) == (1, 1, 12.0)
+        assert seen[0]["days_since_last"] == pytest.approx(3.0)
+        for i in range(3):  # three more calls in ten minutes from one unknown number
+            h.remember("+8613311113333", time=t0 + 10 + i)
+        d = h.label("+8613311113333", time=t0 + 20)
+        assert (d.action, d.source) == ("silence", "rule:call_bombing")
+        with pytest.raises(Exception, match="number must be a string"):
+            h.remember(12345, time=t0)
+
+
 def test_a_broken_model_is_not_installed(tmp_path):
     p = release(tmp_path)
     bad = tmp_path / "badmodel"
