@@ -7,6 +7,15 @@ never raises: what cannot be understood comes back with `valid=False` and an `ir
 Keys: an ordinary number's key is the integer of its E.164 digits (country code + national
 significant number, < 10**15). Short service numbers (95xxx, 96xxx, 12xxx, 10086 …) are only
 meaningful inside one country, so they live in their own key space at SHORT_KEY_BASE and above.
+
+The one rule of what may carry a key (and so be labelled or published), used by every path
+(ingest, consensus, pack build, server uploads, handset): a number valid in its country's numbering
+plan (libphonenumber's possible- and valid-number data), or a valid short service number (its
+short-number data, plus China's 95xxx / 96xxx / 10xxx / 12xxx families). Everything else (too
+short or too long for the plan, a bare country or area code, a fragment) is an explicit irregular
+fact: `key=None`, `valid=False`, `irregular` gives the reason. A CN service number dialled behind
+an area code or the trunk prefix (`010 95566`, `+86 755 95555`) takes the service number's key
+(ADR 0002). `publishable_key(key)` checks a key read from a file against the same rule.
 """
 from __future__ import annotations
 
@@ -84,6 +93,11 @@ _FULLWIDTH.update({0xFF0B: ord("+"), 0xFF08: ord("("), 0xFF09: ord(")"), 0xFF0D:
                    0x3000: ord(" "), 0x2212: ord("-"), 0x2013: ord("-"), 0x2014: ord("-")})
 _SEPARATORS = re.compile(r"[\s\-().\u00a0/_\u200b\u2010\u2011]+")
 _CN_SHORT = re.compile(r"^(?:9[56]\d{3,6}|1[0-2]\d{3,4}|11[0249]|12[02])$")
+# A CN service number (95xxx/95xxxx, 96xxx/96xxxx, 10xxx, 12xxx) behind an area code: Beijing 10,
+# the 2x two-digit codes, or a three-digit code 3xx..9xx. Longer 95/96 numbers after an area code
+# are read as that city's landlines.
+_CN_TRUNK_SERVICE = re.compile(r"^(?:9[56]\d{3,6}|1[02]\d{3,4})$")
+_CN_AREA_SERVICE = re.compile(r"^(?:10|2\d|[3-9]\d\d)(9[56]\d{3,4}|1[02]\d{3})$")
 
 _phone_db = None
 
@@ -187,6 +201,8 @@ def _normalize(text: str, region: str, details: bool = True) -> NumberFacts:
             digits = _strip_ip_dial_prefix(digits)
         if not plus and len(digits) <= MAX_SHORT_DIGITS and _CN_SHORT.match(digits):
             return _short(text, 86, digits, region)
+        if not plus and digits[:1] == "0" and _CN_TRUNK_SERVICE.match(digits[1:]):
+            return _short(text, 86, digits[1:], region)  # the trunk prefix before a service number
     try:
         number = phonenumbers.parse(("+" if plus else "") + digits, region)
     except NumberParseException as exc:
@@ -220,14 +236,20 @@ def _facts(text: str, number: phonenumbers.PhoneNumber, details: bool = True) ->
                 shortnumberinfo.is_valid_short_number(number)
                 or (cc == 86 and _CN_SHORT.match(nsn))):
             return _short(text, cc, nsn, region)
+        service = _cn_area_service(cc, nsn)
+        if service:
+            return _short(text, cc, service, region)
         reason = _POSSIBLE_REASONS.get(phonenumbers.is_possible_number_with_reason(number),
                                        "not_in_numbering_plan")
         digits = f"{cc}{nsn}"
-        key = int(digits) if len(digits) <= 15 and nsn[:1].isdigit() and nsn[0] != "0" else None
-        if key is not None and not _reads_back(digits, cc, nsn):
-            key = None  # keep the promise that normalising the E.164 form gives the same key
-        return _irregular(text, reason, key=key, e164=f"+{digits}" if key else None,
+        readable = len(digits) <= 15 and nsn[:1].isdigit() and nsn[0] != "0"
+        # no key: a fragment, a bare country/area code or a number outside the plan is never
+        # labelled; the digits read stay visible in `e164` for display and model features
+        return _irregular(text, reason, e164=f"+{digits}" if readable else None,
                           region=region, country_code=cc)
+    service = _cn_area_service(cc, nsn)
+    if service:
+        return _short(text, cc, service, region)
     if len(nsn) + len(str(cc)) > 15:  # E.164 caps numbers at 15 digits; keys rely on it
         return _irregular(text, "too_long", region=region, country_code=cc)
     carrier_name = province = city = None
@@ -271,12 +293,48 @@ def _region_and_type(number: phonenumbers.PhoneNumber, nsn: str) -> tuple[str | 
     return (candidates[0] if candidates and candidates[0] != "001" else None), None
 
 
-def _reads_back(digits: str, cc: int, nsn: str) -> bool:
+def _cn_area_service(cc: int, nsn: str) -> str | None:
+    """The CN service number inside `nsn` when it is one dialled behind an area code, else None."""
+    if cc != 86:
+        return None
+    m = _CN_AREA_SERVICE.match(nsn)
+    return m.group(1) if m else None
+
+
+def publishable_key(key) -> bool:
+    """True when `key` is the key of a dialable subscriber or service number (the rule above).
+
+    For keys read from files (LABELS.csv `key` column, pack tables): a key of a fragment such as
+    +1833 or +8686 is refused even though it is an integer."""
     try:
-        again = phonenumbers.parse("+" + digits, None)
-    except NumberParseException:
+        key = int(key)
+    except (TypeError, ValueError):
         return False
-    return again.country_code == cc and phonenumbers.national_significant_number(again) == nsn
+    if key <= 0:
+        return False
+    return _key(format_key(key), "CN") == key
+
+
+def calling_region(key: int) -> str | None:
+    """The region whose packs carry `key`: the main ISO region of its country calling code
+    (every +1 number -> "US", +49 -> "DE", +86 -> "CN"); None for a key of no country."""
+    key = int(key)
+    if key >= SHORT_KEY_BASE:
+        cc = (key - SHORT_KEY_BASE) // _SHORT_CC_SCALE
+    else:
+        e164 = format_key(key)
+        try:
+            cc = phonenumbers.parse(e164, None).country_code
+        except NumberParseException:
+            return None
+    region = phonenumbers.region_code_for_country_code(cc)
+    return None if region in (None, "ZZ", "001") else region
+
+
+def region_calling_code(region: str) -> int | None:
+    """The country calling code of ISO region `region` ("US" -> 1), None when unknown."""
+    cc = phonenumbers.country_code_for_valid_region((region or "").upper())
+    return cc or None
 
 
 def _cn_mobile(nsn: str) -> tuple[str, str | None, str | None, str | None]:

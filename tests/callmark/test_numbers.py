@@ -5,7 +5,8 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
-from callmark.numbers import (SHORT_KEY_BASE, TYPES, format_key, is_short_key, key_of, lookup_hash,
+from callmark.numbers import (SHORT_KEY_BASE, TYPES, calling_region, format_key, is_short_key, key_of,
+                              lookup_hash, publishable_key, short_key,
                               normalize)
 from tools.cli import main
 
@@ -85,9 +86,44 @@ def test_irregular_inputs_are_facts_not_errors(raw, reason):
     assert facts.irregular == reason
 
 
-def test_invalid_but_readable_numbers_keep_a_key():
+def test_invalid_but_readable_numbers_have_no_key():
     facts = normalize("1381234567")  # one digit short of a mobile number
-    assert facts.key == 861381234567 and not facts.valid
+    assert facts.key is None and not facts.valid and facts.irregular == "not_in_numbering_plan"
+    assert facts.e164 == "+861381234567"  # the digits read stay visible
+
+
+@pytest.mark.parametrize("raw,region", [("+1833", "US"), ("+110", "US"), ("+1202", "US"),
+                                        ("+11111111111", "US"), ("86", "CN"), ("12", "CN"),
+                                        ("+8686", "CN"), ("+4915", "DE"), ("1", "US")])
+def test_fragments_and_bare_codes_never_get_a_key(raw, region):
+    facts = normalize(raw, region)
+    assert facts.key is None and key_of(raw, region) is None
+    assert not facts.valid and facts.irregular
+
+
+@pytest.mark.parametrize("raw", ["+86 10 95566", "010 95566", "01095566", "+86 755 95566",
+                                 "0086 21 95566", "095566", "95566"])
+def test_cn_service_number_behind_an_area_code_takes_the_service_key(raw):
+    assert normalize(raw).key == normalize("95566").key == short_key(86, "95566")
+    assert normalize(raw).type == "short_service"
+
+
+def test_area_code_mapping_leaves_landlines_alone():
+    assert normalize("+86 10 6552 9988").key == 861065529988  # a Beijing landline
+    assert normalize("+86 755 9555 1234").type != "short_service"  # an 8-digit local number
+
+
+def test_publishable_key_follows_the_same_rule():
+    assert publishable_key(normalize("+8613812345678").key)
+    assert publishable_key(normalize("95588").key) and publishable_key(normalize("110").key)
+    for key in (1833, 110, 1202, 11111111111, 8686, 8612, 0, -5):
+        assert not publishable_key(key)
+
+
+def test_calling_region_of_keys():
+    assert calling_region(normalize("+12125551234").key) == "US"
+    assert calling_region(normalize("+4930123456").key) == "DE"
+    assert calling_region(normalize("95588").key) == "CN"
 
 
 @settings(max_examples=300, deadline=None)
@@ -104,7 +140,7 @@ def test_never_raises_on_any_string(raw):
 @given(st.from_regex(r"\+?[0-9 \-]{3,18}", fullmatch=True), st.sampled_from(["CN", "US", "DE"]))
 def test_e164_output_normalises_to_the_same_key(raw, region):
     facts = normalize(raw, region)
-    if facts.e164:
+    if facts.key is not None:
         assert normalize(facts.e164, region).key == facts.key
         assert format_key(facts.key) == facts.e164
 
