@@ -12,6 +12,8 @@ import click
 # name -> (module, attribute, one-line help shown by `callmark --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "numbers": ("tools.commands.numbers", "command", "Normalise caller strings to number keys and facts."),
+    "import": ("tools.commands.importer", "command", "Import a report stream (FTC, PhoneBlock, CSV/JSONL) as tag events."),
+    "diff": ("tools.commands.diff", "command", "What a release changed: numbers added, removed, relabelled."),
     "simulate": ("tools.simulate", "command", "Simulate a crowd: callers, calls, tags, ground truth."),
     "consensus": ("tools.commands.consensus", "command", "Turn tag events into calibrated labels."),
     "pack": ("tools.commands.pack", "command", "Build, diff, apply and inspect label packs."),

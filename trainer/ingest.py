@@ -18,6 +18,7 @@ import gzip
 import io
 import sqlite3
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from pathlib import Path
@@ -27,8 +28,8 @@ from callmark import safejson
 from callmark.numbers import key_of
 from trainer.ingest_columns import CATEGORY_CODES, MS_THRESHOLD, Builder, TagEvents, parse_bool, parse_ts
 
-__all__ = ["REQUIRED", "OPTIONAL", "IngestError", "BadRowReport", "TagEvents", "MS_THRESHOLD",
-           "parse_ts", "read_tags", "sqlite_rows", "read_verified", "Appeal", "read_appeals",
+__all__ = ["REQUIRED", "OPTIONAL", "IngestError", "BadRowReport", "BadRow", "TagEvents", "MS_THRESHOLD",
+           "parse_ts", "read_tags", "iter_rows", "sqlite_rows", "read_verified", "Appeal", "read_appeals",
            "read_recycled"]
 
 REQUIRED = ("number", "reporter", "category", "ts")
@@ -36,7 +37,8 @@ OPTIONAL = ("company", "note", "ring_s", "talk_s", "answered", "direction", "eve
 CHUNK_ROWS = 100_000  # rows converted per chunk (bounds the transient Python objects)
 CSV_BLOCK_CHARS = 1 << 23  # characters of plain CSV split per block (fast path)
 CSV_CHUNK_ROWS = 200_000  # rows per chunk on the fast path (fewer repeats of its distinct values)
-MAX_SAMPLES = 20  # bad-row samples kept per report
+MAX_SAMPLES = 100  # bad-row samples kept per report
+SAMPLES_PER_REASON = 5  # ... and per reason (so every reason shows its first line numbers)
 
 
 class IngestError(ValueError):
@@ -61,8 +63,8 @@ class BadRowReport:
 
     def add(self, row_no: int, reason: str, excerpt: Any = "") -> None:
         """Count one rejected row."""
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        if len(self.samples) < MAX_SAMPLES:
+        n = self.counts[reason] = self.counts.get(reason, 0) + 1
+        if n <= SAMPLES_PER_REASON and len(self.samples) < MAX_SAMPLES:
             self.samples.append((int(row_no), reason, str(excerpt)[:120]))
 
     def summary(self) -> str:
@@ -70,8 +72,39 @@ class BadRowReport:
         parts = ", ".join(f"{r} {n}" for r, n in sorted(self.counts.items(), key=lambda x: -x[1]))
         return f"rows {self.rows}, good {self.good}, bad {self.bad}" + (f": {parts}" if parts else "")
 
+    def lines(self, reason: str | None = None) -> list[int]:
+        """Line numbers of the sampled bad rows (of one reason, or all)."""
+        return [s[0] for s in self.samples if reason is None or s[1] == reason]
+
+    def format(self, name: str = "", limit: int = 5) -> str:
+        """The one human form of a report, used by every command: the summary line, then one line
+        per reason with its count and first line numbers, e.g.
+        'tags.jsonl: rows 1000, good 997, bad 3' / '  irregular number: too_short 2 (lines 7, 19)'."""
+        head = (f"{name}: " if name else "") + self.summary().split(":")[0]
+        out = [head]
+        for reason, n in sorted(self.counts.items(), key=lambda x: (-x[1], x[0])):
+            where = [s for s in self.samples if s[1] == reason][:limit]
+            lines = ", ".join(str(s[0]) for s in where)
+            out.append(f"  {reason}: {n}" + (f" (lines {lines}{', …' if n > len(where) else ''})"
+                                             if lines else ""))
+        return "\n".join(out)
+
+    def merge(self, other: "BadRowReport") -> "BadRowReport":
+        """Add another report's rows, counts and samples (in place); returns self."""
+        self.rows += other.rows
+        for r, n in other.counts.items():
+            self.counts[r] = self.counts.get(r, 0) + n
+        have = Counter(s[1] for s in self.samples)
+        for s in other.samples:
+            if have[s[1]] < SAMPLES_PER_REASON and len(self.samples) < MAX_SAMPLES:
+                have[s[1]] += 1
+                self.samples.append(s)
+        return self
+
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "counts": dict(self.counts),
+        """JSON form (build.json, import reports): rows, good, bad, counts per reason, samples
+        [line, reason, excerpt]."""
+        return {"rows": self.rows, "good": self.good, "bad": self.bad, "counts": dict(self.counts),
                 "samples": [list(s) for s in self.samples]}
 
     @classmethod
@@ -231,7 +264,7 @@ def _dict_chunks(rows: Iterable[Any], b: Builder, report: BadRowReport, first_ro
             if isinstance(d, dict):
                 good.append(d)
                 nos.append(row_no)
-            elif isinstance(d, _Bad):
+            elif isinstance(d, BadRow):
                 report.add(row_no, d.reason, d.text)
             else:
                 report.add(row_no, "row is not an object", d)
@@ -244,13 +277,64 @@ def _dict_chunks(rows: Iterable[Any], b: Builder, report: BadRowReport, first_ro
 
 
 @dataclass
-class _Bad:
+class BadRow:
+    """A row that could not be read at all (e.g. invalid JSON): the reason and its text."""
+
     reason: str
     text: str
 
 
+
+
+def iter_rows(path: str | Path, kind: str | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, row) of a CSV (header row = line 1), JSONL (.gz too) or SQLite file; a row is
+    a dict (CSV keys as in the header) or a BadRow. Raises IngestError for a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"{path}: no such file")
+    kind = kind or _kind(path)
+    if kind == "sqlite":
+        yield from enumerate(sqlite_rows(path), 1)
+        return
+    with _open_text(path) as f:
+        if kind == "jsonl":
+            for i, ln in enumerate(f, 1):
+                if not ln.strip():
+                    continue
+                try:
+                    yield i, safejson.loads(ln, "line")
+                except safejson.JSONInputError as exc:
+                    yield i, BadRow("invalid JSON", f"{exc.reason}: {ln.strip()[:160]}")
+            return
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise IngestError(f"{path}: not a readable CSV file ({exc})") from None
+        if header is None:
+            return
+        header = [h.strip().lstrip("\ufeff") for h in header]
+        line = 1
+        while True:
+            try:
+                r = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                line += 1
+                yield line, BadRow("unreadable CSV line", str(exc))
+                continue
+            line = reader.line_num
+            if not r or (len(r) == 1 and not r[0].strip()):
+                continue
+            if len(r) != len(header):
+                yield line, BadRow("wrong number of columns", ",".join(r))
+                continue
+            yield line, dict(zip(header, r))
+
+
 def _jsonl_rows(path: Path) -> Iterator[Any]:
-    """Parsed JSONL objects; unparseable lines come back as `_Bad` markers (blank lines skipped)."""
+    """Parsed JSONL objects; unparseable lines come back as `BadRow` markers (blank lines skipped)."""
     with _open_text(path) as f:
         while True:
             lines = list(islice(f, 20_000))
@@ -267,7 +351,7 @@ def _jsonl_rows(path: Path) -> Iterator[Any]:
                 try:
                     yield safejson.loads(ln, "line")
                 except safejson.JSONInputError as exc:
-                    yield _Bad("invalid JSON", f"{exc.reason}: {ln.strip()[:160]}")
+                    yield BadRow("invalid JSON", f"{exc.reason}: {ln.strip()[:160]}")
 
 
 def sqlite_rows(path: str | Path, table: str | None = None) -> Iterator[dict]:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from callmark.categories import CATEGORIES
-from callmark.numbers import key_of
+from callmark.numbers import key_of, normalize
 
 
 
@@ -24,6 +24,13 @@ class RowReport(Protocol):
     """Where the builder counts rejected rows (trainer.ingest.BadRowReport implements it)."""
 
     def add(self, row_no: int, reason: str, excerpt: Any = "") -> None: ...
+
+def number_reason(raw, region: str) -> str:
+    """The bad-row reason of a number without a key: 'irregular number: <why>' when digits were
+    read (a fragment, a bare code, a number outside the plan), else 'unparseable number'."""
+    facts = normalize(raw if isinstance(raw, str) else str(raw), region)
+    return f"irregular number: {facts.irregular}" if facts.e164 else "unparseable number"
+
 
 BULK_MIN_ROWS = 4096  # chunks of at least this many strings intern numbers/reporters in numpy
 BULK_MAX_NEW_SHARE = 0.75  # ... unless the previous chunk had more new values than this share
@@ -268,7 +275,10 @@ class Builder:
         keys = self._numbers(raw_nums)
         if (keys < 0).any():
             reject(np.flatnonzero(keys == -2), "missing number", "number")
-            reject(np.flatnonzero(keys == -1), "unparseable number", "number")
+            for i in np.flatnonzero(keys == -1).tolist():  # say why: irregular or unreadable
+                if not bad[i]:
+                    bad[i] = True
+                    report.add(row_nos[i], number_reason(raw_nums[i], self.region), raw_nums[i])
         cats = self._categories(cols["category"])
         reject(np.flatnonzero(cats == 0), "unknown category", "category")
         reps = self._reporters(cols["reporter"])
