@@ -72,11 +72,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX tags_e164 ON tags(e164)",
         "CREATE INDEX appeals_number ON appeals(number)",
     ]),
+    (4, "source profile of every tag event (callmark/sources.py; phones upload 'app')", [
+        "ALTER TABLE tags ADD COLUMN source TEXT NOT NULL DEFAULT 'app'",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TAG_COLUMNS = ("event_id", "number_raw", "number_key", "e164", "irregular", "category", "ts",
-               "company", "note", "ring_s", "talk_s", "answered", "direction")
+               "company", "note", "ring_s", "talk_s", "answered", "direction", "source")
 
 
 def utc_now_iso() -> str:
@@ -236,7 +239,8 @@ class Store:
                 over = 1 if used[day] >= daily_cap else 0
                 used[day] += 1
                 flagged += over
-                rows.append((device_id, *[ev.get(c) for c in TAG_COLUMNS], int(now), over))
+                rows.append((device_id, *[ev.get(c) or "app" if c == "source" else ev.get(c)
+                                          for c in TAG_COLUMNS], int(now), over))
             if rows:
                 conn.executemany(
                     f"INSERT INTO tags (device_id, {', '.join(TAG_COLUMNS)}, received_at, over_cap) "
@@ -256,7 +260,7 @@ class Store:
         where = "" if include_flagged else "WHERE t.over_cap = 0"
         sql = ("SELECT t.event_id, coalesce(t.e164, t.number_raw) AS number, "
                "'d' || substr(d.device_hash, 1, 24) AS reporter, t.category, t.ts, t.company, "
-               "t.note, t.ring_s, t.talk_s, t.answered, t.direction "
+               "t.note, t.ring_s, t.talk_s, t.answered, t.direction, t.source "
                f"FROM tags t JOIN devices d ON d.id = t.device_id {where} ORDER BY t.id")
         for row in self.db.query(sql):
             if row["answered"] is not None:
@@ -477,7 +481,7 @@ def _stream(data_dir: str | os.PathLike, method: str, *args) -> Iterator[dict]:
 
 def iter_tag_events(data_dir: str | os.PathLike, include_flagged: bool = False) -> Iterator[dict]:
     """Stream uploaded tag events (number, reporter, category, ts, company, note, ring_s, talk_s,
-    answered, direction, plus event_id) for the consensus ingest. `number` is E.164 when the
+    answered, direction, plus event_id and source, the source profile) for the consensus ingest. `number` is E.164 when the
     number normalised, else the raw string as uploaded (irregular numbers are evidence too).
     Events past a reporter's daily cap are left out unless include_flagged."""
     yield from _stream(data_dir, "iter_tag_events", include_flagged)

@@ -19,9 +19,10 @@ from pathlib import Path
 import click
 
 from callmark import safejson
+from callmark import sources as sources_lib
 from callmark.labels import FLAG_MODEL, read_labels
 from trainer import consensus as consensus_lib
-from trainer import ingest, packs as packs_lib, sources
+from trainer import consensus_sources, ingest, packs as packs_lib, sources
 from trainer.model_labels import ModelLabelConfig, merge_model_labels
 
 BUILD_JSON = "build.json"
@@ -37,7 +38,8 @@ class BuildConfig:
 
     out: str = "var/builds"  # parent of the build directories (one per version)
     version: int | None = None  # None: one more than the newest build under `out`
-    tags: str | None = None  # tag events file (CSV/JSONL); None: the server store at data_dir
+    tags: str | list | None = None  # tag event inputs: files (CSV/JSONL) and/or "store"; None:
+    # the server store at data_dir. Each event's `source` profile picks its consensus policy.
     data_dir: str = "var"  # the server store (tags, accepted appeals, verified businesses)
     calls: str | None = None  # call records (CSV/Parquet, trainer.call_records schema) for teacher + student
     calls_map: dict | str | None = None  # schema name -> the file's column ("caller=a,start=b" or a dict)
@@ -45,7 +47,8 @@ class BuildConfig:
     appeals: str | None = None  # extra appeals file
     recycled: str | None = None  # reissued numbers file (number,reissued_ts)
     as_of: str | None = None  # ISO time or epoch seconds; default: the newest tag
-    region: str = "CN"
+    region: str = "CN"  # region raw numbers (no +) are read in; the calls' region
+    regions: list | None = None  # pack regions (ISO); None: every region with published labels
     deltas_back: int = 5  # versions back to build deltas from
     student: bool = True  # train the on-device student (needs calls)
     published_model: str | None = None  # model dir of the published release, for the gate
@@ -153,21 +156,20 @@ class Progress:
 
 # ------------------------------------------------------------------------------------------ stages
 
-def ingest_stage(cfg: BuildConfig) -> tuple[ingest.TagEvents, dict, dict]:
-    """Tag events plus verified businesses, accepted appeals and reissued numbers."""
+def ingest_stage(cfg: BuildConfig) -> sources.BuildInputs:
+    """Tag events (grouped by source profile) plus verified businesses, accepted appeals and
+    reissued numbers, with one bad-row report over every input."""
     src = sources.Sources(tags=cfg.tags, data_dir=cfg.data_dir, verified=cfg.verified, appeals=cfg.appeals,
                           recycled=cfg.recycled, region=cfg.region)
     try:
-        got = sources.read_inputs(src)
+        return sources.read_inputs(src)
     except sources.SourceError as e:
         raise BuildError(str(e)) from None
-    return got.events, got.side, got.report
 
 
-def consensus_stage(events, side: dict, cfg: BuildConfig, build_dir: Path):
-    """Crowd consensus → labels.csv (+ labels.ranges.csv)."""
-    config = consensus_lib.ConsensusConfig.from_dict(cfg.consensus) if cfg.consensus else None
-    result = consensus_lib.run(events, config, as_of=cfg.as_of, **side)
+def consensus_stage(inputs: sources.BuildInputs, cfg: BuildConfig, build_dir: Path):
+    """Consensus per source profile (trainer/consensus_sources.py) → labels.csv (+ ranges)."""
+    result = consensus_sources.run_sources(inputs, cfg.consensus, as_of=cfg.as_of)
     labels_csv = build_dir / "labels.csv"
     result.write_csv(str(labels_csv))
     return result, labels_csv
@@ -344,13 +346,27 @@ def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, s
     return None, report
 
 
-def packs_stage(labels_csv: Path, version: int, cfg: BuildConfig, build_dir: Path) -> str:
-    """Full, lite and province packs with their wire forms."""
-    table = packs_lib.read_labels_csv(str(labels_csv), region=cfg.region)
+def packs_stage(labels_csv: Path, version: int, cfg: BuildConfig, build_dir: Path) -> tuple[str, dict]:
+    """Full and lite packs (plus CN province packs) for every region, with their wire forms, in
+    one pack directory; returns it and per-region figures."""
+    tables, dropped = packs_lib.read_labels_by_region(str(labels_csv), region=cfg.region)
+    tables = {r: t for r, t in tables.items() if r != "ZZ"}
+    if cfg.regions:
+        wanted = [r.strip().upper() for r in cfg.regions if r.strip()]
+        empty = packs_lib.make_table({c: [] for c in packs_lib.LABEL_COLS})
+        tables = {r: tables.get(r, empty) for r in wanted}
+    else:
+        tables = {r: t for r, t in tables.items() if t.entries}
+    if not tables:
+        raise BuildError("no published labels in any region: nothing to pack (see the consensus "
+                         "figures above; pass --regions to build empty packs)")
     config = packs_lib.PackConfig.from_dict(dict({"region": cfg.region}, **cfg.packs))
     pack_dir = build_dir / "packs"
-    packs_lib.build_packs(table, version, str(pack_dir), config)
-    return str(pack_dir)
+    idx = packs_lib.build_region_packs(tables, version, str(pack_dir), config)
+    figures = {r: {p["tier"]: {"entries": p["entries"], "wire_bytes": p["wire_bytes"]}
+                   for p in idx["packs"] if p["region"] == r and p["tier"] in ("full", "lite")}
+               for r in tables}
+    return str(pack_dir), {"regions": figures, "dropped": dropped}
 
 
 def deltas_stage(pack_dir: str, version: int, cfg: BuildConfig) -> list[str]:
@@ -380,13 +396,24 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
     progress = Progress(8, echo)
     stats: dict = {}
     with progress.stage("ingest tag events"):
-        events, side, stats["ingest"] = ingest_stage(cfg)
-        echo(f"      {len(events):,} events, {stats['ingest'].get('bad', 0):,} bad rows")
+        inputs = ingest_stage(cfg)
+        events, side = inputs.events, inputs.side
+        stats["ingest"] = dict(inputs.report, inputs=[{k: v for k, v in p.items() if k != "samples"}
+                                                      for p in inputs.inputs])
+        n_events = len(events) + sum(len(v) for v in inputs.lists.values())
+        echo(f"      {n_events:,} events, {inputs.report['bad']:,} bad rows, "
+             f"{inputs.report['duplicates']:,} duplicates")
+        for p in inputs.inputs:
+            echo("      " + ingest.BadRowReport.from_dict(p).format(p["input"]).replace("\n", "\n      "))
     with progress.stage("consensus"):
-        result, labels_csv = consensus_stage(events, side, cfg, build_dir)
+        result, labels_csv = consensus_stage(inputs, cfg, build_dir)
         stats["labels"] = len(result)
         stats["published"] = int(result.published.sum())
+        stats["sources"] = result.stats.get("sources", {})
         echo(f"      {len(result):,} numbers, {stats['published']:,} published")
+        for name, f in stats["sources"].items():
+            echo(f"      {name} ({sources_lib.profile(name).policy}): {f['events']:,} events, "
+                 f"{f['numbers']:,} numbers, {f['published']:,} published")
     with progress.stage("call features"):
         cfg = replace(cfg, calls=calls_stage(cfg, build_dir))
         table = features_stage(cfg)
@@ -398,7 +425,10 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
     with progress.stage("evaluation"):
         model_dir, report = gated_evaluation(model_dir, cfg, build_dir, stats, echo)
     with progress.stage("packs"):
-        pack_dir = packs_stage(labels_csv, version, cfg, build_dir)
+        pack_dir, stats["packs"] = packs_stage(labels_csv, version, cfg, build_dir)
+        for r, tiers in stats["packs"]["regions"].items():
+            echo(f"      {r}: " + ", ".join(f"{t} {v['entries']:,} entries {v['wire_bytes']:,} B"
+                                           for t, v in tiers.items()))
     with progress.stage("deltas"):
         delta_dirs = deltas_stage(pack_dir, version, cfg)
     res = BuildResult(version=version, build_dir=str(build_dir), labels_csv=str(labels_csv),

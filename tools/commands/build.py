@@ -7,7 +7,9 @@ import click
 
 
 @click.command("build")
-@click.option("--tags", default=None, help="Tag events file (CSV/JSONL). Default: the server store.")
+@click.option("--tags", multiple=True,
+              help="Tag events input, repeatable: a CSV/JSONL file (e.g. from `callmark import`) or "
+                   "'store' (the server store). Default: the store.")
 @click.option("--data-dir", default="var", show_default=True, help="The server store (CALLMARK_DATA_DIR).")
 @click.option("--calls", default=None, help="Call records (CSV or Parquet; schema in docs/feature-contract.md) "
               "for the teacher and the student.")
@@ -19,30 +21,44 @@ import click
 @click.option("--as-of", default=None, help="Evidence cut-off, ISO-8601 or epoch seconds.")
 @click.option("--out", default="var/builds", show_default=True, help="Parent of the build directories.")
 @click.option("--version", type=int, default=None, help="Build version (default: newest + 1).")
-@click.option("--region", default="CN", show_default=True)
+@click.option("--region", default="CN", show_default=True,
+              help="Region numbers without a + are read in (and the call records').")
+@click.option("--regions", default=None,
+              help="Pack regions, e.g. US,DE,CN (default: every region with published labels).")
 @click.option("--published-model", default=None, help="Published model dir, for the release gate.")
 @click.option("--no-student", is_flag=True, help="Skip training the on-device model.")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSON with BuildConfig fields (consensus/packs/model_labels overrides).")
-def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of, out, version, region,
+def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of, out, version, region, regions,
             published_model, no_student, config_file):
     """Build a release: consensus → teacher → student → packs → deltas → evaluation.
+
+    Each event's source profile (callmark/sources.py) picks its consensus policy; one release
+    holds full/lite packs for every region.
 
     Example: callmark build --tags sim/tags.jsonl --calls sim/calls.csv --verified sim/verified.csv
 
     An operator's export: --calls cdr.parquet --calls-map caller=other_party,callee=subscriber_id
+
+    Example: callmark build --tags var/ftc.jsonl --tags var/phoneblock.jsonl --regions US,DE --no-student
     """
     from trainer.pipeline import BuildConfig, BuildError, build
 
     extra = json.loads(open(config_file).read()) if config_file else {}
     try:
-        cfg = BuildConfig(**dict(extra, tags=tags, data_dir=data_dir, calls=calls, calls_map=calls_map,
-                                 verified=verified,
+        cfg = BuildConfig(**dict(extra, tags=list(tags) or None, data_dir=data_dir, calls=calls,
+                                 calls_map=calls_map, verified=verified,
                                  appeals=appeals, recycled=recycled, as_of=as_of, out=out,
                                  version=version, region=region, published_model=published_model,
+                                 regions=[r for r in (regions or "").upper().split(",") if r.strip()]
+                                 or None,
                                  student=not no_student))
         result = build(cfg)
     except (BuildError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+    st = result.stats
     click.echo(json.dumps({"build_dir": result.build_dir, "version": result.version,
-                           **result.stats}, default=str))
+                           "events": st["ingest"]["good"], "bad_rows": st["ingest"]["bad"],
+                           "duplicates": st["ingest"].get("duplicates", 0), "labels": st["labels"],
+                           "published": st["published"], "sources": st.get("sources", {}),
+                           "packs": st.get("packs", {}).get("regions", {})}, default=str))

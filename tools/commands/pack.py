@@ -26,7 +26,9 @@ def command():
               help="Consensus LABELS.csv (ranges are read from <stem>.ranges.csv if present).")
 @click.option("--version", "version", required=True, type=click.IntRange(min=0), help="Pack version N.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--region", default="CN", show_default=True, help="ISO country of the packs.")
+@click.option("--region", default="CN", show_default=True,
+              help="ISO country of the packs, or several (US,DE): one pack set per region. Labels "
+                   "of any other region are refused.")
 @click.option("--lite-budget", default=512 * 1024, show_default=True, type=click.IntRange(min=1024),
               help="Wire bytes the lite pack may use.")
 @click.option("--no-lite", is_flag=True, help="Skip the lite pack.")
@@ -37,12 +39,13 @@ def build_cmd(labels, version, out, region, lite_budget, no_lite, no_provinces, 
 
     Example: callmark pack build --labels labels.csv --version 3 --out packs/v3
     """
-    from trainer.packs import PackConfig, build_packs, read_labels_csv
+    from trainer.packs import PackConfig, build_region_packs, read_region_labels
+    regions = [r.strip().upper() for r in region.split(",") if r.strip()]
     try:
-        table = read_labels_csv(labels, region=region)
-        cfg = PackConfig(region=region, lite=not no_lite, lite_budget_bytes=lite_budget,
+        tables = {r: read_region_labels(labels, r, allowed=regions) for r in regions}
+        cfg = PackConfig(region=regions[0], lite=not no_lite, lite_budget_bytes=lite_budget,
                          provinces=not no_provinces)
-        idx = build_packs(table, version, out, cfg, built_at=built_at)
+        idx = build_region_packs(tables, version, out, cfg, built_at=built_at)
     except (CallmarkError, OSError) as exc:
         _fail(exc)
     for p in idx["packs"]:
