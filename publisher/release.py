@@ -204,6 +204,17 @@ def _delta_entries(exports: Path, delta_dirs: Iterable, packs: list[PackEntry]) 
     return out
 
 
+def _keep_other_regions(prev: Manifest, packs: list[PackEntry], deltas: list[DeltaEntry]
+                        ) -> tuple[list[PackEntry], list[DeltaEntry]]:
+    """Add the previous manifest's packs and deltas of regions the new packs do not cover."""
+    regions = {p.region.upper() for p in packs}
+    names = {p.name for p in packs}
+    kept = [p for p in prev.packs if p.region.upper() not in regions and p.name not in names]
+    kept_names = {p.name for p in kept}
+    return (list(packs) + kept,
+            list(deltas) + [d for d in prev.deltas if d.name in kept_names])
+
+
 def _model_entry(exports: Path, model_dir: Path) -> ModelEntry:
     for need in ("model.tflite", "contract.json", "test_vectors.json"):
         if not (model_dir / need).is_file():
@@ -223,9 +234,12 @@ def _model_entry(exports: Path, model_dir: Path) -> ModelEntry:
 def publish_release(exports_dir, pack_dir, delta_dirs, model_dir, channel: str, keys_dir,
                     version: int | None = None, expires_days: float = MANIFEST_EXPIRES_DAYS,
                     rollout_percent: float | None = None, now: datetime | None = None,
-                    hints: dict | None = None, note: str = "") -> Manifest:
+                    hints: dict | None = None, note: str = "", replace_regions: bool = False) -> Manifest:
     """Publish packs (+ deltas, + model) to ``channel`` as a new signed manifest version.
 
+    The packs of ``pack_dir`` add or replace their regions; the channel's packs (and deltas) of
+    every other region stay (``replace_regions=True`` drops them): publishing a DE build never
+    takes the US packs away from US phones.
     ``model_dir=None`` keeps the channel's current model, ``pack_dir=None`` its packs. A new model goes to ``rollout_percent``
     (default 100) of devices, the rest keep the previous model; the same model keeps its rollout.
     """
@@ -236,6 +250,8 @@ def publish_release(exports_dir, pack_dir, delta_dirs, model_dir, channel: str, 
         if pack_dir is not None:
             packs = _pack_entries(exports, Path(pack_dir))
             deltas = _delta_entries(exports, delta_dirs, packs)
+            if prev is not None and not replace_regions:
+                packs, deltas = _keep_other_regions(prev, packs, deltas)
         elif prev is not None and not delta_dirs:
             packs, deltas = list(prev.packs), list(prev.deltas)
         else:

@@ -15,6 +15,7 @@ from server.api import (admin_appeals, admin_audit, admin_keys, admin_labels, ad
 from server.config import Config
 from server.errors import install_retry_after, register_error_handlers
 from server.exports import Exports
+from server.release_lookup import ReleaseLookups
 from server.store import Store
 from server.web import Ctx, client_ip
 
@@ -72,7 +73,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     limiter = Limiter(client_ip, app=app, default_limits=[cfg.default_limit_ip],
                       storage_uri=cfg.ratelimit_storage_uri, headers_enabled=True,
                       enabled=cfg.ratelimit_enabled, strategy="fixed-window")
-    c = Ctx(cfg, store, Exports(cfg.exports_dir), limiter, cfg.secret_bytes())
+    exports = Exports(cfg.exports_dir)
+    c = Ctx(cfg, store, exports, limiter, cfg.secret_bytes(), ReleaseLookups(exports))
     app.extensions["callmark"] = c
 
     api = Api(app)

@@ -230,6 +230,8 @@ class Store:
             new = [ev for eid, ev in seen.items() if eid not in existing]
             used: dict[str, int] = {}
             rows = []
+            have = {r[1] for r in conn.execute("PRAGMA table_info(tags)")}
+            cols = [c for c in TAG_COLUMNS if c in have]  # a store not yet at migration 3: no source
             for ev in new:
                 day = str(ev.get("ts") or "")[:10] or today
                 if day not in used:
@@ -240,11 +242,11 @@ class Store:
                 used[day] += 1
                 flagged += over
                 rows.append((device_id, *[ev.get(c) or "app" if c == "source" else ev.get(c)
-                                          for c in TAG_COLUMNS], int(now), over))
+                                          for c in cols], int(now), over))
             if rows:
                 conn.executemany(
-                    f"INSERT INTO tags (device_id, {', '.join(TAG_COLUMNS)}, received_at, over_cap) "
-                    f"VALUES ({','.join('?' * (len(TAG_COLUMNS) + 3))})", rows)
+                    f"INSERT INTO tags (device_id, {', '.join(cols)}, received_at, over_cap) "
+                    f"VALUES ({','.join('?' * (len(cols) + 3))})", rows)
                 conn.executemany("INSERT INTO daily_counts (device_id, day, n) VALUES (?, ?, ?) "
                                  "ON CONFLICT(device_id, day) DO UPDATE SET n=excluded.n",
                                  [(device_id, d, n) for d, n in used.items()])

@@ -28,6 +28,7 @@ class Ctx:
     exports: Exports
     limiter: Limiter
     device_secret: bytes
+    lookups: Any = None  # server.release_lookup.ReleaseLookups: per-channel tables from releases
 
     def device_hash(self, device_id: str) -> str:
         return hmac.new(self.device_secret, device_id.encode(), hashlib.sha256).hexdigest()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from flask import request
 from flask_smorest import Blueprint
 
 from server.errors import Unprocessable
@@ -20,14 +21,30 @@ def max_prefix(entries: int, k: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, best))
 
 
+DEFAULT_CHANNEL = "stable"
+
+
 def make_blueprint(c: Ctx) -> Blueprint:
     blp = Blueprint("lookup", __name__, url_prefix="/v1", description="k-anonymous label lookup")
     cfg = c.config
 
-    def info() -> dict:
+    def source(channel: str | None):
+        """(release table or None, entries, version): the channel's published release when it has
+        one (rebuilt when its manifest version changes), else the admin-loaded store table."""
+        ch = (channel or DEFAULT_CHANNEL).strip().lower()
+        table = c.lookups.table(ch) if c.lookups is not None else None
+        if table is None and channel and channel.strip().lower() != DEFAULT_CHANNEL:
+            raise Unprocessable(f"channel {channel!r} has no readable release to look up in "
+                                f"(published: {c.exports.channels()})",
+                                {"query": {"channel": ["no release"]}})
+        if table is not None:
+            return table, table.entries, table.version
         meta = c.store.lookup_meta()
-        n = int(meta.get("lookup_count", 0))
-        return {"entries": n, "version": meta.get("lookup_version"), "k": cfg.lookup_k,
+        return None, int(meta.get("lookup_count", 0)), meta.get("lookup_version")
+
+    def info(channel: str | None = None) -> dict:
+        _, n, version = source(channel)
+        return {"entries": n, "version": version, "k": cfg.lookup_k,
                 "min_prefix": cfg.lookup_min_prefix,
                 "max_prefix": max_prefix(n, cfg.lookup_k, cfg.lookup_min_prefix,
                                          cfg.lookup_max_prefix),
@@ -36,16 +53,19 @@ def make_blueprint(c: Ctx) -> Blueprint:
     @blp.route("/lookup", methods=["GET"])
     @blp.response(200, LookupInfo)
     def lookup_info():
-        """How to query: current table size and the accepted prefix lengths."""
-        return info()
+        """How to query: current table size and the accepted prefix lengths (`?channel=`,
+        default stable: the labels of the channel's published release)."""
+        return info(request.args.get("channel"))
 
     @blp.route("/lookup/<string:hash_prefix>", methods=["GET"])
     @blp.response(200, LookupAnswer)
     @blp.alt_response(422, schema=None, description="Prefix not hex, too long or too short")
     def lookup(hash_prefix: str):
-        """Every published label whose number hash starts with `hash_prefix`."""
+        """Every published label whose number hash starts with `hash_prefix` (`?channel=`)."""
         p = hash_prefix.lower()
-        meta = info()
+        channel = request.args.get("channel")
+        table, n, version = source(channel)
+        meta = info(channel)
         if not p or any(ch not in "0123456789abcdef" for ch in p):
             raise Unprocessable("hash_prefix must be hexadecimal (a prefix of the SHA-256 of the "
                                 "E.164 number)", {"path": {"hash_prefix": ["not hex"]}})
@@ -55,10 +75,11 @@ def make_blueprint(c: Ctx) -> Blueprint:
                 f"each bucket holds at least {cfg.lookup_k} labels (got {len(p)})",
                 {"path": {"hash_prefix": [f"length must be {meta['min_prefix']}.."
                                           f"{meta['max_prefix']}"]}})
-        rows = c.store.lookup_prefix(p, cfg.lookup_max_bucket)
+        rows = (table.prefix(p, cfg.lookup_max_bucket) if table is not None
+                else c.store.lookup_prefix(p, cfg.lookup_max_bucket))
         if len(rows) > cfg.lookup_max_bucket:
             raise Unprocessable(f"bucket too large; use a longer prefix (up to "
                                 f"{meta['max_prefix']} chars)")
-        return {"prefix": p, "version": meta["version"], "labels": rows}
+        return {"prefix": p, "version": version, "labels": rows}
 
     return blp

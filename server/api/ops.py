@@ -40,7 +40,15 @@ def make_blueprint(c: Ctx) -> Blueprint:
         detail["channels"] = ch
         detail["exports_readable"] = os.access(c.exports.root, os.R_OK)
         ok &= detail["exports_readable"]
-        detail["lookup_entries"] = int(c.store.lookup_meta().get("lookup_count", 0)) if ok else 0
+        lookups = c.lookups.status() if c.lookups is not None and ok else {}
+        detail["lookup"] = lookups  # per channel: entries and the release version they come from
+        stable = lookups.get("stable") if isinstance(lookups.get("stable"), dict) else {}
+        if "entries" in stable:
+            detail["lookup_entries"], detail["lookup_version"] = stable["entries"], stable["version"]
+        else:
+            meta = c.store.lookup_meta() if ok else {}
+            detail["lookup_entries"] = int(meta.get("lookup_count", 0))
+            detail["lookup_version"] = meta.get("lookup_version")
         body = {"status": "ready" if ok else "not ready", "detail": detail}
         if not ok:
             return body, 503, {"Retry-After": str(c.config.retry_after_s)}

@@ -32,7 +32,8 @@ def _friendly(fn):
 
 def _say(m, verb: str) -> None:
     model = f", model {m.model.sha256[:12]}… at {m.model.rollout_percent:g}%" if m.model else ", no model"
-    click.echo(f"{verb} {m.channel} v{m.version}: {len(m.packs)} pack(s), {len(m.deltas)} delta(s){model}; "
+    regions = ",".join(sorted({p.region for p in m.packs})) or "none"
+    click.echo(f"{verb} {m.channel} v{m.version}: {len(m.packs)} pack(s) (regions {regions}), {len(m.deltas)} delta(s){model}; "
                f"expires {m.expires:%Y-%m-%d %H:%M}Z")
 
 
@@ -53,11 +54,15 @@ def _say(m, verb: str) -> None:
 @click.option("--percent", "rollout_percent", type=click.FloatRange(0, 100),
               help="Staged rollout: percent of devices that take a new model (default 100).")
 @click.option("--note", default="", help="Free text recorded in history.jsonl.")
+@click.option("--replace-regions", is_flag=True,
+              help="Drop the channel's packs of regions this release does not carry (default: keep them).")
 @EXPIRES
 @_friendly
 def publish_cmd(exports, keys, build_dir, pack_dir, delta_dirs, model_dir, channel, version, rollout_percent,
-                note, expires_days):
+                note, replace_regions, expires_days):
     """Publish packs, deltas and a model as a signed release of a channel.
+
+    The release's regions are added or updated; other regions' packs stay.
 
     Example: callmark publish --build var/builds/v12 --channel beta
     (or: callmark publish --packs build/packs --delta build/delta-11-12 --model build/model --channel beta)
@@ -74,7 +79,8 @@ def publish_cmd(exports, keys, build_dir, pack_dir, delta_dirs, model_dir, chann
         model_dir = model_dir or built.model_dir
         note = note or f"build v{built.version}"
     m = publish_release(exports, pack_dir, delta_dirs, model_dir, channel, keys, version=version,
-                        expires_days=expires_days, rollout_percent=rollout_percent, note=note)
+                        expires_days=expires_days, rollout_percent=rollout_percent, note=note,
+                        replace_regions=replace_regions)
     _say(m, "published")
 
 
