@@ -263,7 +263,8 @@ def model_labels_stage(labels_csv: Path, table, scores, side: dict, cfg: BuildCo
                               appeals=side["appeals"])
 
 
-def training_dir(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_dir: Path) -> Path:
+def training_dir(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_dir: Path,
+                 event_sources: list | None = None) -> Path:
     """The student's training data: call records, tags, verified businesses and targets derived
     from the release's labels (there is no ground truth in production)."""
     from callmark.categories import HARMFUL_KEYS, by_code
@@ -275,11 +276,14 @@ def training_dir(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_d
     if not calls.exists():
         os.symlink(os.path.abspath(cfg.calls), calls)
     as_of = consensus_lib.parse_as_of(cfg.as_of) if cfg.as_of else None
+    # the source profile of each event (events are the sources' groups in order; see sources.py)
+    names = [name for name, n in (event_sources or [("app", len(events))]) for _ in range(n)]
     with open(d / "tags.jsonl", "w", encoding="utf-8") as f:
         for i in range(len(events)):
             if as_of is not None and int(events.ts[i]) > as_of:
                 continue
-            f.write(json.dumps({"number": format_key(int(events.key[i])),
+            f.write(json.dumps({"source": names[i] if i < len(names) else "app",
+                                "number": format_key(int(events.key[i])),
                                 "reporter": events.reporters[int(events.reporter[i])],
                                 "category": by_code(int(events.category[i])).key,
                                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(events.ts[i])))})
@@ -301,13 +305,13 @@ def training_dir(cfg: BuildConfig, labels_csv: Path, events, side: dict, build_d
 
 
 def student_stage(cfg: BuildConfig, labels_csv: Path, events, side: dict, scores: dict | None,
-                  build_dir: Path) -> str | None:
+                  build_dir: Path, event_sources: list | None = None) -> str | None:
     """Train the int8 on-device student on the release's labels, distilled from the teacher's
     scores of every number with call evidence (labelled or not)."""
     if not (cfg.student and cfg.calls):
         return None
     from trainer.model import student  # the package quiets TensorFlow before importing it
-    data = training_dir(cfg, labels_csv, events, side, build_dir)
+    data = training_dir(cfg, labels_csv, events, side, build_dir, event_sources)
     # risk is distilled from the teacher alone: the release's labels are sparse (most harmful callers
     # are untagged and would be taught "honest"); see docs/models.md
     config = student.StudentConfig.from_dict(dict({"distill_weight": 1.0, "soft_classes": True,
@@ -421,7 +425,8 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
         teacher_dir, scores = teacher_stage(table, labels_csv, build_dir, cfg)
         stats.update(model_labels_stage(labels_csv, table, scores, side, cfg))
     with progress.stage("student"):
-        model_dir = student_stage(cfg, labels_csv, events, side, scores, build_dir)
+        model_dir = student_stage(cfg, labels_csv, events, side, scores, build_dir,
+                                  [(n, len(e)) for n, e in inputs.groups.items()])
     with progress.stage("evaluation"):
         model_dir, report = gated_evaluation(model_dir, cfg, build_dir, stats, echo)
     with progress.stage("packs"):
