@@ -133,8 +133,9 @@ def test_presentations_normalise_to_the_caller(sim):
         styles["national"] += raw.isdigit() and not raw.startswith(("86", "0086", "17951"))
     assert all(styles[k] > 0 for k in ("+86", "0086", "space", "dash", "17951", "national")), styles
     assert styles["national"] > 0.5 * len(sim["calls"])
-    for t in sim["tags"]:
-        assert key_of(t["number"]) is not None, t["number"]
+    for t in sim["tags"]:  # spoofed '+86' strings of a wrong length are irregular: never keyed
+        assert key_of(t["number"]) is not None or (
+            t["number"].startswith("+86") and normalize(t["number"]).irregular), t["number"]
 
 
 def test_format_variants_cover_every_style():
