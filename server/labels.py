@@ -46,10 +46,10 @@ def parse_labels(fh: IO[str]) -> Iterator[dict]:
         line = r.line
         try:
             raw = (r.get("number") or "").strip()
-            facts = normalize(raw) if not raw.startswith("+") else None
-            e164 = raw if facts is None else facts.e164
-            if not e164:
-                raise ValueError(f"number {raw!r} is not readable")
+            facts = normalize(raw)
+            if facts.key is None:  # the one number rule: fragments are never served as labels
+                raise ValueError(f"number {raw!r} is not a dialable number ({facts.irregular})")
+            e164 = facts.e164
             cat = (r.get("category") or "").strip()
             c = by_key(cat) if is_key(cat) else by_code(int(cat))
             row = {"hash": lookup_hash(e164), "number": e164, "category": c.key, "code": c.code,

@@ -72,3 +72,10 @@ def test_labels_need_publish_scope(client, admin):
     r = upload(client, {"X-API-Key": key["key"]}, labels_csv(5))
     assert r.status_code == 403
     assert upload(client, {}, labels_csv(5)).status_code == 401
+
+
+def test_admin_labels_refuse_fragments(client, admin):
+    text = labels_csv(30) + "+1833,fraud,0.9,21,1,,0,1730000000,\n"
+    r = upload(client, admin, text, version="v8")
+    assert r.status_code == 422 and "not a dialable number" in str(r.get_json())
+    assert client.get("/v1/lookup").get_json()["version"] != "v8"  # nothing was changed
