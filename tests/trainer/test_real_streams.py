@@ -133,6 +133,11 @@ def test_publish_keeps_other_regions_and_phones_label_their_own(world, tmp_path)
     ex, keys = tmp_path / "exports", tmp_path / "keys"
     run("keys", "init", "--dir", keys)
     run("publish", "--build", d / "us/v1", "--channel", "stable", "--exports", ex, "--keys", keys)
+    from server import create_app
+    app = create_app({"data_dir": str(tmp_path / "var"), "exports_dir": str(ex),
+                      "device_secret": "x"})
+    detail = app.test_client().get("/readyz").get_json()["detail"]
+    assert detail["lookup_entries"] == 12 and detail["lookup_version"] == "stable-v1"
     out = run("publish", "--build", d / "de/v1", "--channel", "stable", "--exports", ex, "--keys", keys)
     assert "regions DE,US" in out
     root = ex / "root/1.root.json"
@@ -145,11 +150,13 @@ def test_publish_keeps_other_regions_and_phones_label_their_own(world, tmp_path)
         assert cat in run("handset", "--state", phone, "label", number)
     assert "pack_exact" not in run("handset", "--state", tmp_path / "phone-US", "label", "+1833")
 
-    from server import create_app
-    app = create_app({"data_dir": str(tmp_path / "var"), "exports_dir": str(ex),
-                      "device_secret": "x"})
-    detail = app.test_client().get("/readyz").get_json()["detail"]
+    detail = app.test_client().get("/readyz").get_json()["detail"]  # same process: reloaded
     assert detail["lookup_entries"] == 24 and detail["lookup_version"] == "stable-v2"
+    from callmark.numbers import lookup_hash
+    h = lookup_hash(DE_SPAM[0])
+    ans = app.test_client().get(f"/v1/lookup/{h[:1]}?channel=stable").get_json()
+    assert ans["version"] == "stable-v2"
+    assert [x["category"] for x in ans["labels"] if x["hash"] == h] == ["harassment"]
     assert normalize("+86 10 95566").key == key_of("95566")
 
 
