@@ -86,11 +86,7 @@ def _key(row: dict, where: str, region: str) -> int:
     return key  # None: readable but not dialable (a fragment): dropped and counted
 
 
-class RegionMismatchError(LabelTableError):
-    """Labels that do not belong to the region a pack is asked for."""
-
-
-def _label_rows(path: str, region: str) -> tuple[dict, dict, dict, dict]:
+def label_rows(path: str, region: str) -> tuple[dict, dict, dict, dict]:
     """(label columns, company names, range columns, dropped reasons -> rows) of a LABELS.csv:
     rows going into packs (published, or verified with a company) whose key is publishable."""
     from callmark.numbers import publishable_key
@@ -126,57 +122,9 @@ def read_labels_csv(path: str, region: str = "CN") -> PackTable:
 
     Rows with published=1 go in; so do verified businesses (flags & 1 with a company) for their
     names. Keys that are not dialable numbers (callmark.numbers.publishable_key) are left out.
-    Every region's rows are kept: `read_region_labels` splits and checks them."""
-    cols, names, ranges, _ = _label_rows(path, region)
+    Every region's rows are kept: `trainer.pack_regions.read_region_labels` splits and checks them."""
+    cols, names, ranges, _ = label_rows(path, region)
     return make_table(cols, ranges, names)
-
-
-def _by_region(keys: list) -> list:
-    from callmark.numbers import calling_region
-    cache: dict = {}
-    out = []
-    for k in keys:
-        p = k // 10**6 if k < 10**16 else k // 10**10  # the region depends on the leading digits
-        r = cache.get(p)
-        if r is None:
-            r = cache[p] = calling_region(k) or "ZZ"
-        out.append(r)
-    return out
-
-
-def read_labels_by_region(path: str, region: str = "CN") -> tuple[dict[str, PackTable], dict]:
-    """{region: pack table} of a LABELS.csv (a label's region is its country calling code's main
-    region: every +1 number goes to US; callmark.numbers.calling_region), and the rows dropped
-    by reason. `region` is only the region raw numbers without `key` are read in."""
-    cols, names, ranges, dropped = _label_rows(path, region)
-    lab_region = _by_region(cols["key"])
-    rng_region = _by_region(ranges["start"])
-    out = {}
-    for r in sorted(set(lab_region) | set(rng_region)):
-        li = [i for i, x in enumerate(lab_region) if x == r]
-        ri = [i for i, x in enumerate(rng_region) if x == r]
-        sub = {c: [v[i] for i in li] for c, v in cols.items()}
-        sub_r = {c: [v[i] for i in ri] for c, v in ranges.items()}
-        out[r] = make_table(sub, sub_r, {k: n for k, n in names.items() if k in set(sub["key"])})
-    return out, dropped
-
-
-def read_region_labels(path: str, region: str, allowed: list[str] | None = None) -> PackTable:
-    """The pack table of `region` from a LABELS.csv holding only labels of `allowed` regions
-    (default: `region` alone).
-
-    Raises RegionMismatchError naming the regions found when any label belongs elsewhere or
-    `region` has none (a US LABELS.csv never becomes a pack named CN-full)."""
-    tables, _ = read_labels_by_region(path, region)
-    found = {r: t.entries for r, t in tables.items() if t.entries}
-    other = {r: n for r, n in found.items() if r not in (allowed or [region])}
-    if other or not found.get(region):
-        have = ", ".join(f"{r}: {n:,}" for r, n in sorted(found.items())) or "none"
-        raise RegionMismatchError(
-            f"{path}: labels of region(s) other than {region} (published entries per region: {have}); "
-            f"build each region with its own --region, or all of them at once with "
-            f"--region {','.join(sorted(found)) or region}")
-    return tables.get(region) or make_table({c: [] for c in LABEL_COLS})
 
 
 def _read_ranges(path: str, region: str) -> dict:
@@ -308,27 +256,11 @@ def build_packs(t: PackTable, version: int, out_dir: str, config: PackConfig | N
                 sub = t.subset(mask, keep_ranges=False)
                 packs.append(_write_pack(sub, dict(base, name=f"CN-{p}", tier="province"), out_dir))
     index = {"format": PACK_FORMAT, "version": int(version), "built_at": built_at, "packs": packs}
-    _write_json(os.path.join(out_dir, INDEX), index)
+    write_json(os.path.join(out_dir, INDEX), index)
     return index
 
 
-def build_region_packs(tables: dict[str, PackTable], version: int, out_dir: str,
-                       config: PackConfig | None = None, built_at: str | None = None) -> dict:
-    """Full/lite (and CN province) packs for every region of `tables` in one directory and one
-    index.json (one release, several regions); returns the index dict."""
-    config = config or PackConfig()
-    built_at = built_at or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    packs = []
-    for region in sorted(tables):
-        cfg = PackConfig.from_dict(dict(config.to_dict(), region=region))
-        packs.extend(build_packs(tables[region], version, out_dir, cfg, built_at)["packs"])
-    index = {"format": PACK_FORMAT, "version": int(version), "built_at": built_at, "packs": packs,
-             "regions": sorted(tables)}
-    _write_json(os.path.join(out_dir, INDEX), index)
-    return index
-
-
-def _write_json(path: str, obj: dict):
+def write_json(path: str, obj: dict):
     atomic_write(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -412,7 +344,7 @@ def make_deltas(old_dir: str, new_dir: str, out_dir: str) -> dict:
         raise PackError("the two pack directories share no pack name; nothing to diff")
     index = {"format": PACK_FORMAT, "from_version": old_idx["version"], "to_version": new_idx["version"],
              "deltas": deltas}
-    _write_json(os.path.join(out_dir, INDEX), index)
+    write_json(os.path.join(out_dir, INDEX), index)
     return index
 
 

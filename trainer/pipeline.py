@@ -22,7 +22,7 @@ from callmark import safejson
 from callmark import sources as sources_lib
 from callmark.labels import FLAG_MODEL, read_labels
 from trainer import consensus as consensus_lib
-from trainer import consensus_sources, ingest, packs as packs_lib, sources
+from trainer import consensus_sources, ingest, pack_regions, packs as packs_lib, sources
 from trainer.model_labels import ModelLabelConfig, merge_model_labels
 
 BUILD_JSON = "build.json"
@@ -353,7 +353,7 @@ def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, s
 def packs_stage(labels_csv: Path, version: int, cfg: BuildConfig, build_dir: Path) -> tuple[str, dict]:
     """Full and lite packs (plus CN province packs) for every region, with their wire forms, in
     one pack directory; returns it and per-region figures."""
-    tables, dropped = packs_lib.read_labels_by_region(str(labels_csv), region=cfg.region)
+    tables, dropped = pack_regions.read_labels_by_region(str(labels_csv), region=cfg.region)
     tables = {r: t for r, t in tables.items() if r != "ZZ"}
     if cfg.regions:
         wanted = [r.strip().upper() for r in cfg.regions if r.strip()]
@@ -366,7 +366,7 @@ def packs_stage(labels_csv: Path, version: int, cfg: BuildConfig, build_dir: Pat
                          "figures above; pass --regions to build empty packs)")
     config = packs_lib.PackConfig.from_dict(dict({"region": cfg.region}, **cfg.packs))
     pack_dir = build_dir / "packs"
-    idx = packs_lib.build_region_packs(tables, version, str(pack_dir), config)
+    idx = pack_regions.build_region_packs(tables, version, str(pack_dir), config)
     figures = {r: {p["tier"]: {"entries": p["entries"], "wire_bytes": p["wire_bytes"]}
                    for p in idx["packs"] if p["region"] == r and p["tier"] in ("full", "lite")}
                for r in tables}

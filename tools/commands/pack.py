@@ -39,7 +39,8 @@ def build_cmd(labels, version, out, region, lite_budget, no_lite, no_provinces, 
 
     Example: callmark pack build --labels labels.csv --version 3 --out packs/v3
     """
-    from trainer.packs import PackConfig, build_region_packs, read_region_labels
+    from trainer.packs import PackConfig
+    from trainer.pack_regions import build_region_packs, read_region_labels
     regions = [r.strip().upper() for r in region.split(",") if r.strip()]
     try:
         tables = {r: read_region_labels(labels, r, allowed=regions) for r in regions}
