@@ -421,11 +421,11 @@ def ftc(path, days_limit: int | None = None) -> dict:
            "normalise_cpu_s": round(c_norm, 2), "normalise_per_s": int(len(distinct) / w_norm),
            "ingest_s": round(w_ing, 2), "ingest_cpu_s": round(c_ing, 2),
            "load": round(os.getloadavg()[0], 1), "per_day": []}
-    # every complainant is a distinct one-off reporter: the history defences would see only
-    # brand-new accounts, so the FTC run uses the reporters-count rule alone (documented)
-    cfg = C.ConsensusConfig(new_account_weight=1.0, maturity_days=0.0, cohort_cap=0.0)
-    maj = C.ConsensusConfig(new_account_weight=1.0, maturity_days=0.0, cohort_cap=0.0,
-                            method="majority", defences=False)
+    # every complainant is a distinct one-off reporter: the `ftc-dnc` source profile
+    # (callmark/sources.py) turns the history defences off, as `callmark build` does
+    from trainer.consensus_sources import config_for
+    cfg = config_for("ftc-dnc")
+    maj = config_for("ftc-dnc", {"method": "majority", "defences": False})
     for d in days[-(days_limit or len(days)):]:
         as_of = int(d) + 43200
         res, w, c = _timed(lambda: C.run(ev, cfg, as_of=as_of))
