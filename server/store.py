@@ -231,7 +231,7 @@ class Store:
             used: dict[str, int] = {}
             rows = []
             have = {r[1] for r in conn.execute("PRAGMA table_info(tags)")}
-            cols = [c for c in TAG_COLUMNS if c in have]  # a store not yet at migration 3: no source
+            cols = [c for c in TAG_COLUMNS if c in have]  # a store not yet at migration 4: no source
             for ev in new:
                 day = str(ev.get("ts") or "")[:10] or today
                 if day not in used:
