@@ -6,6 +6,7 @@ import re
 
 import pytest
 from markupsafe import escape
+from server.store import SCHEMA_VERSION
 
 from tests.server.console_world import (ADMIN_KEY, APPEALS_KEY, NUMBER, NUMBER_SPELLED, PUBLISH_KEY, READ_KEY,
                                         XSS, build_world, config, csrf_token, login)
@@ -323,7 +324,7 @@ def test_verified_and_keys_pages(admin, app):
 def test_health_page(admin):
     admin.get("/v1/lookup")
     body = text(admin.get("/console/health"))
-    assert "schema</th><td>v3" in body and 'id="lookup-entries">1 entries' in body
+    assert f"schema</th><td>v{SCHEMA_VERSION}" in body and 'id="lookup-entries">1 entries' in body
     assert "stable: 2 versions" in body and "beta: 1 version," in body and "requests" in body
     assert 'id="active-keys">4<' in body
 
