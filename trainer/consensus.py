@@ -34,6 +34,10 @@ class ConsensusConfig:
     """Every knob of the consensus; `from_dict` validates. Units in the comments."""
 
     half_life_days: float = 125.0  # days; evidence weight halves every half-life (PhoneBlock: 125)
+    decay_from: str = "latest"  # age of a vote for the decay: "as_of" (run time) or "latest" (the
+    # number's own latest vote: a number's old burst still counts among itself; staleness is last_ts)
+    reliability_half_life_days: float | None = None  # decay of a vote as evidence about its
+    # *reporter* (accuracy, confusion); None: none (a reporter's record does not go stale)
     min_reporters: int = 3  # distinct independent reporters needed to publish (blocs count once)
     min_confidence: float = 0.5  # calibrated probability needed to publish
     min_reporters_by_category: dict[str, int] = field(default_factory=dict)  # per-category overrides
@@ -86,6 +90,12 @@ class ConsensusConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 bad(name, "must be a non-negative number")
+        rh = self.reliability_half_life_days
+        if rh is not None and (isinstance(rh, bool) or not isinstance(rh, (int, float))
+                               or not math.isfinite(rh) or rh <= 0):
+            bad("reliability_half_life_days", "must be > 0 (days), or null (no decay)")
+        if self.decay_from not in ("as_of", "latest"):
+            bad("decay_from", "use as_of or latest")
         ib = self.influence_budget
         if ib is not None and (isinstance(ib, bool) or not isinstance(ib, (int, float))
                                or not math.isfinite(ib) or ib < 0):

@@ -76,12 +76,14 @@ def onecoin_log(log_acc: np.ndarray, log_1acc: np.ndarray, log_q0: np.ndarray, r
 
 def loo_heavy(post: np.ndarray, item: np.ndarray, rep: np.ndarray, cls: np.ndarray,
               w: np.ndarray, conf: Confusions, log_acc, log_1acc, log_q0, qcount: np.ndarray,
-              loo: bool) -> np.ndarray:
+              loo: bool, learn_w: np.ndarray | None = None) -> np.ndarray:
     """P(vote's class | the item's other votes) for the votes of reporters with a matrix.
 
     Fills `conf.counts` (N_r, vote class major) and adds the mistakes to `qcount[t, c]`. `post` is
     the items' posterior (items x classes) including these votes; with `loo` each vote's own
-    likelihood is divided out first."""
+    likelihood (weight `w`) is divided out first; the counts are weighted by `learn_w` (default
+    `w`)."""
+    lw_all = w if learn_w is None else learn_w
     k = post.shape[1]
     n = item.size
     correct = np.empty(n)
@@ -100,7 +102,7 @@ def loo_heavy(post: np.ndarray, item: np.ndarray, rep: np.ndarray, cls: np.ndarr
         p /= p.sum(axis=1, keepdims=True)
         rows = np.arange(b - a)
         correct[a:b] = p[rows, c]
-        p *= ww[:, None]
+        p *= lw_all[a:b][:, None]
         cell = h.astype(np.int64) * k + c
         ones = np.ones(b - a)
         # one sparse product each: counts[(h, c), t] += w p(t); mistakes qcount[t, c] += w p(t)

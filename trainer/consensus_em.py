@@ -131,15 +131,22 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         n_items: int, n_reps: int, k: int, *, prior_accuracy: float, prior_strength: float,
         accuracy_bounds: tuple[float, float], iterations: int, tol: float, loo: bool,
         learn_mask: np.ndarray | None = None, confusion_min_votes: int = 0,
-        confusion_strength: float = 10.0, confusion_max_reporters: int = 100_000) -> EMResult:
+        confusion_strength: float = 10.0, confusion_max_reporters: int = 100_000,
+        learn_w: np.ndarray | None = None) -> EMResult:
     """Fit accuracies, confusion and class prior; votes must be sorted by `item`.
 
     `unit` groups votes for the leave-one-out score (reporter or bloc id); `learn_mask` selects the
     votes that inform accuracies (e.g. items with at least two units). Reporters with at least
     `confusion_min_votes` votes per class in use get their own confusion matrix (consensus_confusion), shrunk toward
-    their one-coin row with `confusion_strength` pseudo-votes per true class."""
+    their one-coin row with `confusion_strength` pseudo-votes per true class.
+
+    `w` is each vote's weight as label evidence (E-step: how much it moves its number's posterior);
+    `learn_w` (default `w`) its weight as evidence about its reporter (M-step: accuracies,
+    confusion counts, Q). They differ when the evidence decays with age but a reporter's record
+    does not (consensus_steps.vote_weights)."""
     lo_b, hi_b = accuracy_bounds
     w = np.asarray(w, np.float64)
+    lw = w if learn_w is None else np.asarray(learn_w, np.float64)
     conf = CF.select(rep, unit, n_reps, k, confusion_min_votes, confusion_max_reporters, cls)
     votes = _Votes(item, cls, rep, w, n_items, k, conf)
     acc = np.full(n_reps, prior_accuracy, np.float64)
@@ -157,7 +164,7 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         _, l_group, gsize = np.unique(gkey, return_inverse=True, return_counts=True)
         l_group = l_group.ravel()
         multi = gsize[l_group] > 1  # votes whose unit has other votes on the same item (blocs)
-    den = np.bincount(rep[learn], w[learn], minlength=n_reps) + alpha + beta
+    den = np.bincount(rep[learn], lw[learn], minlength=n_reps) + alpha + beta
     m_idx = learn[multi]
     m_group = l_group[multi] if l_group is not None else None
     m_ii = item[m_idx]
@@ -167,10 +174,12 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
     if h_idx.size:  # own-matrix reporters' votes are scored by consensus_confusion
         single = single[conf.hid[rep[single]] < 0]
     h_item, h_rep, h_cls, h_w = item[h_idx], rep[h_idx], cls[h_idx].astype(np.int64), w[h_idx]
+    h_lw = lw[h_idx]
     # single votes sorted by (class, item): each class is one run of cache-sized blocks
     single = single[np.argsort(cls[single].astype(np.int8), kind="stable")]  # radix sort
-    s_item, s_rep, s_w = item[single], rep[single], w[single]
+    s_item, s_rep, s_w, s_lw = item[single], rep[single], w[single], lw[single]
     s_w32 = s_w.astype(np.float32)
+    s_lw32 = s_w32 if lw is w else s_lw.astype(np.float32)
     s_cls = cls[single].astype(np.int8)
     cbound = np.searchsorted(s_cls, np.arange(k + 1))
     del single
@@ -185,25 +194,25 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         qcount = np.zeros((k, k))
         if loo:
             correct_s = _loo_single(post, s_item, s_rep, s_w32, cbound, log_1acc - log_acc,
-                                    -lq0, qcount)
+                                    -lq0, qcount, s_lw32)
         else:
             correct_s = post[s_item, s_cls]
             # mistakes: truth t (row), vote c (column), summed at item level
-            cnt = np.bincount(s_item.astype(np.int64) * k + s_cls, s_w,
+            cnt = np.bincount(s_item.astype(np.int64) * k + s_cls, s_lw,
                               minlength=n_items * k).reshape(n_items, k)
             qcount += post.T.astype(np.float64) @ cnt
         num = np.full(n_reps, alpha)
         for a in range(0, s_rep.shape[0], 1 << 20):  # blocks: bounded temporaries
-            num += np.bincount(s_rep[a:a + (1 << 20)], s_w[a:a + (1 << 20)] *
+            num += np.bincount(s_rep[a:a + (1 << 20)], s_lw[a:a + (1 << 20)] *
                                correct_s[a:a + (1 << 20)], minlength=n_reps)
         if h_idx.size:
             correct_h = CF.loo_heavy(post, h_item, h_rep, h_cls, h_w, conf, log_acc, log_1acc,
-                                     lq0, qcount, loo)
-            num += np.bincount(h_rep, h_w * correct_h, minlength=n_reps)
+                                     lq0, qcount, loo, h_lw)
+            num += np.bincount(h_rep, h_lw * correct_h, minlength=n_reps)
         if m_idx.size:
             correct_m = _loo_groups(s_multi, cls[m_idx], w[m_idx], rep[m_idx], m_group,
-                                    log_acc, log_1acc, lq0, qcount)
-            num += np.bincount(rep[m_idx], w[m_idx] * correct_m, minlength=n_reps)
+                                    log_acc, log_1acc, lq0, qcount, lw[m_idx])
+            num += np.bincount(rep[m_idx], lw[m_idx] * correct_m, minlength=n_reps)
         new_acc = np.clip(num / den, lo_b, hi_b)
         qcount += 0.5  # smoothing so no confusion is impossible
         np.fill_diagonal(qcount, 0.0)
@@ -219,7 +228,7 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
         del post, s_multi, correct_s
         if delta < tol:
             break
-    del s_item, s_rep, s_w, s_w32, s_cls, h_item, h_rep, h_cls, h_w  # free the learning copies before the float64 posterior
+    del s_item, s_rep, s_w, s_w32, s_lw, s_lw32, s_cls, h_item, h_rep, h_cls, h_w, h_lw  # free the learning copies before the float64 posterior
     log_post = votes.log_post_t(np.log(acc), np.log1p(-acc), np.log(prior), log_q0(q)).T
     return EMResult(log_post, acc, prior, q, it, conf if conf.n else None)
 
@@ -232,9 +241,13 @@ def log_q0(q: np.ndarray) -> np.ndarray:
     return log_q0
 
 
-def _loo_single(post, s_item, s_rep, s_w32, cbound, log_ratio, neg_log_q0, qcount) -> np.ndarray:
-    """P(vote's class | the item's other votes) for one-vote units, adding the weighted posterior
-    of the truth to qcount[:, c] (mistakes: truth t, vote c)."""
+def _loo_single(post, s_item, s_rep, s_w32, cbound, log_ratio, neg_log_q0, qcount,
+                s_lw32=None) -> np.ndarray:
+    """P(vote's class | the item's other votes) for one-vote units, adding the posterior of the
+    truth, weighted by the learning weight `s_lw32` (default the evidence weight `s_w32`), to
+    qcount[:, c] (mistakes: truth t, vote c)."""
+    if s_lw32 is None:
+        s_lw32 = s_w32
     k = post.shape[1]
     n = s_item.shape[0]
     correct = np.empty(n, np.float64)
@@ -261,12 +274,13 @@ def _loo_single(post, s_item, s_rep, s_w32, cbound, log_ratio, neg_log_q0, qcoun
             e *= p
             z = e @ ones_k
             correct[a:b] = e[:, c] / z
-            qc += (ww / z) @ e  # weighted posterior of the truth, summed over the block
+            qc += (s_lw32[a:b] / z) @ e  # weighted posterior of the truth, summed over the block
         qcount[:, c] += qc
     return correct
 
 
-def _loo_groups(s_rows, cc, ww, rr, group, log_acc, log_1acc, log_q0, qcount) -> np.ndarray:
+def _loo_groups(s_rows, cc, ww, rr, group, log_acc, log_1acc, log_q0, qcount, lw=None
+                ) -> np.ndarray:
     """Like _loo_single for votes of multi-vote units (blocs): the whole unit's votes are removed
     from the item's log posterior `s_rows` (one row per vote)."""
     n, k = s_rows.shape
@@ -281,7 +295,7 @@ def _loo_groups(s_rows, cc, ww, rr, group, log_acc, log_1acc, log_q0, qcount) ->
         gs[:, t] = np.bincount(ginv, lv[:, t], minlength=gu.size)
     p = _softmax(s_rows - gs[ginv])
     correct = p[rows, cc]
-    p *= ww[:, None]
+    p *= (ww if lw is None else lw)[:, None]
     p[rows, cc] = 0.0
     onehot = csr_matrix((np.ones(n), (rows, cc)), shape=(n, k))
     qcount += np.asarray((onehot.T @ p).T)

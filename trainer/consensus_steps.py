@@ -69,6 +69,7 @@ class Weights:
     unit: np.ndarray
     young: np.ndarray | None  # True where the account was below full weight; None: nobody
     units_are_reps: bool  # every (number, unit) pair holds one vote
+    learn_w: np.ndarray | None = None  # weight as evidence about the reporter; None: `w`
 
 
 def window(events: TagEvents, as_of: int, recycled: dict[int, int], stats: dict) -> Window:
@@ -138,9 +139,15 @@ def effective_votes(win: Window, cfg, recycled: dict[int, int], appeals: dict, s
 def vote_weights(v: Votes, first_ts: np.ndarray, cfg, as_of: int, stats: dict) -> Weights:
     """Steps 5-7: time decay x account history; blocs and cohorts collapsed; influence bound."""
     n_reps = first_ts.shape[0]
-    w = np.power(0.5, (as_of - v.ts) / (cfg.half_life_days * DAY))
+    age = (as_of - v.ts) if cfg.decay_from == "as_of" else (_latest_per_item(v) - v.ts)
+    w = np.power(0.5, age / (cfg.half_life_days * DAY))
+    rh = cfg.reliability_half_life_days
+    # the reporter's record: learn_w / w = its own decay / the evidence decay (all else shared)
+    ratio = (np.power(0.5, (as_of - v.ts) * (1.0 / (rh * DAY) if rh else 0.0)) /
+             np.maximum(w, 1e-300))
+    del age
     if not cfg.defences:
-        return Weights(w, v.rep, None, True)
+        return Weights(w, v.rep, None, True, w * ratio)
     day = v.ts // DAY
     h = D.history_factor(v.rep, v.ts, first_ts, cfg.new_account_weight, cfg.maturity_days)
     young = h < 1.0
@@ -157,7 +164,17 @@ def vote_weights(v: Votes, first_ts: np.ndarray, cfg, as_of: int, stats: dict) -
     del h
     w *= D.collapse(v.item, unit, young, day, w, cfg.cohort_cap, blocs=n_blocs > 0)
     w *= D.bound_influence(v.rep, w, n_reps, cfg.influence())
-    return Weights(w, unit, young if young.any() else None, n_blocs == 0)
+    ratio *= w
+    return Weights(w, unit, young if young.any() else None, n_blocs == 0, ratio)
+
+
+def _latest_per_item(v: Votes) -> np.ndarray:
+    """Per vote: epoch seconds of its number's latest vote (votes are sorted by number)."""
+    if not v.item.size:
+        return v.ts.copy()
+    first = np.ones(v.item.shape[0], bool)
+    first[1:] = v.item[1:] != v.item[:-1]
+    return np.maximum.reduceat(v.ts, np.flatnonzero(first))[v.item]
 
 
 def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
@@ -182,7 +199,7 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
                   learn_mask=(n_units[v.item] >= 2) if cfg.defences else None,
                   confusion_min_votes=cfg.confusion_min_votes,
                   confusion_strength=cfg.confusion_strength,
-                  confusion_max_reporters=cfg.confusion_max_reporters)
+                  confusion_max_reporters=cfg.confusion_max_reporters, learn_w=wt.learn_w)
     stats["em_iterations"] = res.iterations
     if res.reporter_confusion is not None:
         stats["reporters_with_confusion"] = res.reporter_confusion.n

@@ -191,3 +191,42 @@ def test_empty_stream():
     ev = TagEvents.from_arrays([], [], [], [])
     res = run(ev, as_of=T0)
     assert len(res) == 0 and len(res.ranges) == 0
+
+
+def test_decay_from_the_numbers_latest_vote_keeps_an_old_burst_and_its_age():
+    ev = background()
+    users = honest_users(ev, 4)
+    t = T0 + 25 * DAY
+    rows = [(NUM, u, FRAUD, t + i * 600) for i, u in enumerate(users)]
+    e = add(ev, rows)
+    late = t + 400 * DAY  # a year later, nobody has tagged the number since
+    fresh = row(run(e, ConsensusConfig(decay_from="latest"), as_of=t + DAY), NUM)
+    old = row(run(e, ConsensusConfig(decay_from="latest"), as_of=late), NUM)
+    absolute = row(run(e, ConsensusConfig(decay_from="as_of"), as_of=late), NUM)
+    # relative decay: the burst still counts among itself; its age is carried by last_ts
+    assert old["category"] == "fraud" and old["last_ts"] == rows[-1][3]
+    assert absolute["confidence"] < old["confidence"] - 0.05
+    assert old["confidence"] > 0.5 and abs(old["confidence"] - fresh["confidence"]) < 0.1
+
+
+def test_decay_from_latest_still_lets_new_evidence_replace_old():
+    ev = background()
+    users = honest_users(ev, 7)
+    t = T0 + 20 * DAY
+    rows = [(NUM, u, FRAUD, t - 100 * DAY) for u in users[:4]]
+    rows += [(NUM, u, LEGIT, t) for u in users[4:]]
+    cfg = dict(defences=False, method="majority", decay_from="latest")
+    # as of a year later: still the newer evidence wins, as with the absolute decay
+    late = t + 365 * DAY
+    assert row(run(add(ev, rows), ConsensusConfig(half_life_days=10, **cfg), as_of=late),
+               NUM)["category"] == "legit"
+    assert row(run(add(ev, rows), ConsensusConfig(half_life_days=10_000, **cfg), as_of=late),
+               NUM)["category"] == "fraud"
+
+
+def test_reliability_decay_config_is_validated():
+    for bad in (0, -1, float("nan"), True):
+        with pytest.raises(ConsensusConfigError, match="reliability_half_life_days"):
+            ConsensusConfig(reliability_half_life_days=bad)
+    with pytest.raises(ConsensusConfigError, match="decay_from"):
+        ConsensusConfig(decay_from="now")

@@ -119,3 +119,39 @@ def test_blockwise_posterior_matches_the_full_log_posterior(monkeypatch):
     ref = np.exp(s - s.max(1, keepdims=True))
     ref /= ref.sum(1, keepdims=True)
     assert post.dtype == np.float32 and np.allclose(post, ref, atol=1e-6)
+
+
+def _two_crowds(seed=5):
+    """(item, rep, cls, n_items, n_reps, k, truth): 20 good and 20 poor reporters, 6 votes/item."""
+    rng = np.random.default_rng(seed)
+    n_items, n_reps, k = 400, 40, 5
+    truth = rng.integers(0, k, n_items)
+    acc = np.where(np.arange(n_reps) < 20, 0.9, 0.45)
+    item = np.repeat(np.arange(n_items), 6)
+    rep = np.concatenate([rng.choice(n_reps, 6, replace=False) for _ in range(n_items)])
+    right = rng.random(item.size) < acc[rep]
+    cls = np.where(right, truth[item], rng.integers(0, k, item.size))
+    return item, rep, cls, n_items, n_reps, k, truth
+
+
+def _fit(item, rep, cls, w, n_items, n_reps, k, **kw):
+    return E.fit(item, rep, cls, w, rep.astype(np.int64), n_items, n_reps, k, prior_accuracy=0.75,
+                 prior_strength=4.0, accuracy_bounds=(0.34, 0.95), iterations=30, tol=1e-4,
+                 loo=True, **kw)
+
+
+def test_learning_weights_default_to_the_evidence_weights_and_steer_the_m_step():
+    item, rep, cls, n_items, n_reps, k, _ = _two_crowds()
+    rng = np.random.default_rng(1)
+    w = rng.uniform(0.1, 1.0, item.size)
+    a = _fit(item, rep, cls, w, n_items, n_reps, k)
+    b = _fit(item, rep, cls, w, n_items, n_reps, k, learn_w=w.copy())
+    assert np.array_equal(a.accuracy, b.accuracy) and np.array_equal(a.log_post, b.log_post)
+    # a reporter's record counted in full although its votes are weak evidence (old): its
+    # accuracy has as many votes behind it as if its votes were fresh
+    weak = np.where(rep == 0, 1e-3, 1.0)
+    shrunk = _fit(item, rep, cls, weak, n_items, n_reps, k)
+    full = _fit(item, rep, cls, weak, n_items, n_reps, k, learn_w=np.ones(item.size))
+    fresh = _fit(item, rep, cls, np.ones(item.size), n_items, n_reps, k)
+    assert shrunk.accuracy[0] < 0.78  # ~ the 0.75 prior: 1e-3 x 60 votes is no record
+    assert abs(full.accuracy[0] - fresh.accuracy[0]) < 0.03 and full.accuracy[0] > 0.8
