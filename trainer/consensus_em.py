@@ -146,7 +146,7 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
     does not (consensus_steps.vote_weights)."""
     lo_b, hi_b = accuracy_bounds
     w = np.asarray(w, np.float64)
-    lw = w if learn_w is None else np.asarray(learn_w, np.float64)
+    lw = w if learn_w is None else np.asarray(learn_w)  # float32 is enough (memory)
     conf = CF.select(rep, unit, n_reps, k, confusion_min_votes, confusion_max_reporters, cls)
     votes = _Votes(item, cls, rep, w, n_items, k, conf)
     acc = np.full(n_reps, prior_accuracy, np.float64)
@@ -174,12 +174,13 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
     if h_idx.size:  # own-matrix reporters' votes are scored by consensus_confusion
         single = single[conf.hid[rep[single]] < 0]
     h_item, h_rep, h_cls, h_w = item[h_idx], rep[h_idx], cls[h_idx].astype(np.int64), w[h_idx]
-    h_lw = lw[h_idx]
+    h_lw = lw[h_idx].astype(np.float64)
     # single votes sorted by (class, item): each class is one run of cache-sized blocks
     single = single[np.argsort(cls[single].astype(np.int8), kind="stable")]  # radix sort
-    s_item, s_rep, s_w, s_lw = item[single], rep[single], w[single], lw[single]
+    s_item, s_rep, s_w = item[single], rep[single], w[single]
     s_w32 = s_w.astype(np.float32)
-    s_lw32 = s_w32 if lw is w else s_lw.astype(np.float32)
+    s_lw = s_w if lw is w else lw[single]
+    s_lw32 = s_w32 if lw is w else s_lw.astype(np.float32, copy=False)
     s_cls = cls[single].astype(np.int8)
     cbound = np.searchsorted(s_cls, np.arange(k + 1))
     del single
@@ -211,7 +212,7 @@ def fit(item: np.ndarray, rep: np.ndarray, cls: np.ndarray, w: np.ndarray, unit:
             num += np.bincount(h_rep, h_lw * correct_h, minlength=n_reps)
         if m_idx.size:
             correct_m = _loo_groups(s_multi, cls[m_idx], w[m_idx], rep[m_idx], m_group,
-                                    log_acc, log_1acc, lq0, qcount, lw[m_idx])
+                                    log_acc, log_1acc, lq0, qcount, lw[m_idx].astype(np.float64))
             num += np.bincount(rep[m_idx], lw[m_idx] * correct_m, minlength=n_reps)
         new_acc = np.clip(num / den, lo_b, hi_b)
         qcount += 0.5  # smoothing so no confusion is impossible

@@ -69,7 +69,7 @@ class Weights:
     unit: np.ndarray
     young: np.ndarray | None  # True where the account was below full weight; None: nobody
     units_are_reps: bool  # every (number, unit) pair holds one vote
-    learn_w: np.ndarray | None = None  # weight as evidence about the reporter; None: `w`
+    learn_w: np.ndarray | None = None  # float32 weight as evidence about the reporter; None: `w`
 
 
 def window(events: TagEvents, as_of: int, recycled: dict[int, int], stats: dict) -> Window:
@@ -147,7 +147,7 @@ def vote_weights(v: Votes, first_ts: np.ndarray, cfg, as_of: int, stats: dict) -
              np.maximum(w, 1e-300))
     del age
     if not cfg.defences:
-        return Weights(w, v.rep, None, True, w * ratio)
+        return Weights(w, v.rep, None, True, (w * ratio).astype(np.float32))
     day = v.ts // DAY
     h = D.history_factor(v.rep, v.ts, first_ts, cfg.new_account_weight, cfg.maturity_days)
     young = h < 1.0
@@ -165,7 +165,8 @@ def vote_weights(v: Votes, first_ts: np.ndarray, cfg, as_of: int, stats: dict) -
     w *= D.collapse(v.item, unit, young, day, w, cfg.cohort_cap, blocs=n_blocs > 0)
     w *= D.bound_influence(v.rep, w, n_reps, cfg.influence())
     ratio *= w
-    return Weights(w, unit, young if young.any() else None, n_blocs == 0, ratio)
+    return Weights(w, unit, young if young.any() else None, n_blocs == 0,
+                   ratio.astype(np.float32))
 
 
 def _latest_per_item(v: Votes) -> np.ndarray:
