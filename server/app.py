@@ -16,7 +16,6 @@ from server.config import Config
 from server.errors import install_retry_after, register_error_handlers
 from server.exports import Exports
 from server.release_lookup import ReleaseLookups
-from server.store import Store
 from server.web import Ctx, client_ip
 
 API_DESCRIPTION = """Sync, tag uploads, lookups, appeals and admin for callmark handsets.
@@ -55,8 +54,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies)
 
-    store = Store(cfg.db_path, synchronous=cfg.sqlite_synchronous,
-                  busy_timeout_ms=cfg.busy_timeout_ms)
+    store = cfg.open_store()
     store.migrate()
     if cfg.admin_key:
         store.ensure_api_key(cfg.admin_key, ["admin"], "bootstrap (CALLMARK_ADMIN_KEY)")

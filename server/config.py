@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ class Config:
     """All knobs of the server. Units are in the comments; env var = CALLMARK_ + upper-case name."""
 
     data_dir: str = "./var"                 # CALLMARK_DATA_DIR: the SQLite store lives here
+    database_url: str = ""                  # CALLMARK_DATABASE_URL: empty = SQLite at
+                                            #   <data_dir>/callmark.sqlite; a path = SQLite there;
+                                            #   postgresql://user:pass@host:port/db = PostgreSQL
+    db_pool_max: int = 8                    # CALLMARK_DB_POOL_MAX: PostgreSQL connections per
+                                            #   process (gunicorn worker)
     exports_dir: str = "./exports"          # CALLMARK_EXPORTS_DIR: published artefacts (read only)
     device_secret: str = ""                 # CALLMARK_DEVICE_SECRET: HMAC key for device ids; empty =
                                             #   generated once and kept in <data_dir>/device_secret
@@ -79,7 +85,7 @@ class Config:
                               f"(got {self.sqlite_synchronous!r}); set CALLMARK_SQLITE_SYNCHRONOUS")
         for name in ("max_body_bytes", "max_batch", "daily_cap", "lookup_k", "lookup_min_prefix",
                      "lookup_max_prefix", "lookup_max_bucket", "max_delta_chain", "busy_timeout_ms",
-                     "console_session_minutes"):
+                     "console_session_minutes", "db_pool_max"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)}); "
                                   f"set {ENV_PREFIX}{name.upper()}")
@@ -89,6 +95,11 @@ class Config:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 1 <= self.lookup_min_prefix <= self.lookup_max_prefix <= 64:
             raise ConfigError("need 1 <= lookup_min_prefix <= lookup_max_prefix <= 64")
+        url = self.database_url
+        if "://" in url and not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("database_url must be a SQLite file path or "
+                              "postgresql://user:password@host:port/dbname; set "
+                              "CALLMARK_DATABASE_URL")
         if self.keys_dir and self.keys_inside_exports():
             raise ConfigError(self.keys_problem())
 
@@ -117,6 +128,17 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.data_path / "callmark.sqlite"
+
+    @property
+    def database(self) -> str:
+        """The store to open: CALLMARK_DATABASE_URL when set, else the SQLite file in data_dir."""
+        return self.database_url or str(self.db_path)
+
+    def open_store(self):
+        """A `server.store.Store` over the configured backend (not migrated, opened lazily)."""
+        from server.store import Store
+        return Store(self.database, synchronous=self.sqlite_synchronous,
+                     busy_timeout_ms=self.busy_timeout_ms, pool_max=self.db_pool_max)
 
     def secret_bytes(self) -> bytes:
         """The device HMAC key: the configured one, else a random one persisted in data_dir."""
@@ -150,6 +172,7 @@ class Config:
         for hidden in ("device_secret", "admin_key", "console_secret"):
             if d[hidden]:
                 d[hidden] = "***"
+        d["database_url"] = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", d["database_url"])
         return d
 
     @classmethod

@@ -1,73 +1,79 @@
-"""The one narrow module over the server's SQLite store (through sqlite-utils).
+"""The one narrow module over the server's store: SQLite by default, PostgreSQL by URL.
 
-Durability: WAL journal, `synchronous=FULL` by default (the WAL is fsynced at every commit, so an
-acknowledged tag survives a process kill *and* a power cut; NORMAL survives process kills only).
-Writers take `BEGIN IMMEDIATE` so concurrent gunicorn workers queue on the lock (busy timeout)
-instead of failing half-way. The schema is versioned: `MIGRATIONS` are applied in order inside one
-write transaction and recorded in `schema_migrations` and `PRAGMA user_version`.
+Backends (`server/store_backends.py`): `CALLMARK_DATABASE_URL` (or the `url` given to `Store`) is a
+file path -> SQLite, or `postgresql://user:pass@host:port/db` -> PostgreSQL (psycopg 3 + a connection
+pool). The domain logic below is written once for both.
+
+Durability: an acknowledged write is committed before the caller returns. SQLite runs in WAL mode
+with `synchronous=FULL` by default (the WAL is fsynced at every commit: an acknowledged tag survives
+a process kill *and* a power cut; NORMAL survives process kills only); writers take `BEGIN
+IMMEDIATE` so concurrent gunicorn workers queue on the lock (busy timeout) instead of failing
+half-way. PostgreSQL commits with its default `synchronous_commit=on`; one device's uploads are
+serialised by a row lock on the device. The schema is versioned: `MIGRATIONS` (one list for both
+backends, dialect tokens filled by `store_backends.render`) are applied in order inside one write
+transaction and recorded in `schema_migrations` (and SQLite's `PRAGMA user_version`).
 
 Other parts of the project read the store only through the module-level functions at the bottom
 (`iter_tag_events`, `iter_accepted_appeals`, `iter_verified`, `create_api_key`).
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
 import os
 import secrets
-import sqlite3
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
-import sqlite_utils
-
+from server.store_backends import (PostgresBackend, SQLiteBackend, is_postgres_url,
+                                   redact, render)
 from server.store_errors import StoreError
 
 log = logging.getLogger("callmark.server")
 DB_NAME = "callmark.sqlite"
+DATABASE_URL_ENV = "CALLMARK_DATABASE_URL"
 ALL_SCOPES = ("admin", "appeals", "publish", "keys", "read")
 
+# Dialect tokens ({pk}, {bigint}, {real}, {without_rowid}, {collate_c}): see store_backends.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "devices, tags, daily counts, api keys, appeals, audit", [
-        """CREATE TABLE devices (id INTEGER PRIMARY KEY, device_hash TEXT NOT NULL UNIQUE,
-             token_hash TEXT NOT NULL UNIQUE, platform TEXT, created_at INTEGER NOT NULL,
-             token_at INTEGER NOT NULL)""",
-        """CREATE TABLE tags (id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL REFERENCES devices(id),
-             event_id TEXT NOT NULL, number_raw TEXT NOT NULL, number_key INTEGER, e164 TEXT,
+        """CREATE TABLE devices (id {pk}, device_hash TEXT NOT NULL UNIQUE,
+             token_hash TEXT NOT NULL UNIQUE, platform TEXT, created_at {bigint} NOT NULL,
+             token_at {bigint} NOT NULL)""",
+        """CREATE TABLE tags (id {pk}, device_id {bigint} NOT NULL REFERENCES devices(id),
+             event_id TEXT NOT NULL, number_raw TEXT NOT NULL, number_key {bigint}, e164 TEXT,
              irregular TEXT, category TEXT NOT NULL, ts TEXT NOT NULL, company TEXT, note TEXT,
-             ring_s REAL, talk_s REAL, answered INTEGER, direction TEXT,
-             received_at INTEGER NOT NULL, over_cap INTEGER NOT NULL DEFAULT 0)""",
+             ring_s {real}, talk_s {real}, answered INTEGER, direction TEXT,
+             received_at {bigint} NOT NULL, over_cap INTEGER NOT NULL DEFAULT 0)""",
         "CREATE UNIQUE INDEX tags_device_event ON tags(device_id, event_id)",
-        """CREATE TABLE daily_counts (device_id INTEGER NOT NULL, day TEXT NOT NULL,
+        """CREATE TABLE daily_counts (device_id {bigint} NOT NULL, day TEXT NOT NULL,
              n INTEGER NOT NULL, PRIMARY KEY (device_id, day))""",
-        """CREATE TABLE api_keys (id INTEGER PRIMARY KEY, key_id TEXT NOT NULL UNIQUE,
-             key_hash TEXT NOT NULL, scopes TEXT NOT NULL, label TEXT, created_at INTEGER NOT NULL,
-             revoked_at INTEGER)""",
-        """CREATE TABLE appeals (id INTEGER PRIMARY KEY, number TEXT NOT NULL, number_key INTEGER,
+        """CREATE TABLE api_keys (id {pk}, key_id TEXT NOT NULL UNIQUE,
+             key_hash TEXT NOT NULL, scopes TEXT NOT NULL, label TEXT, created_at {bigint} NOT NULL,
+             revoked_at {bigint})""",
+        """CREATE TABLE appeals (id {pk}, number TEXT NOT NULL, number_key {bigint},
              contact TEXT NOT NULL, evidence TEXT NOT NULL, categories TEXT NOT NULL,
              status TEXT NOT NULL DEFAULT 'pending', filed_ts TEXT NOT NULL, decided_ts TEXT,
              decided_by TEXT, decision_note TEXT)""",
         "CREATE INDEX appeals_status ON appeals(status, id)",
-        """CREATE TABLE audit (id INTEGER PRIMARY KEY, ts TEXT NOT NULL, actor TEXT NOT NULL,
+        """CREATE TABLE audit (id {pk}, ts TEXT NOT NULL, actor TEXT NOT NULL,
              action TEXT NOT NULL, target TEXT, detail TEXT)""",
     ]),
     (2, "verified businesses and the lookup table", [
-        """CREATE TABLE verified (number TEXT PRIMARY KEY, number_key INTEGER, company TEXT NOT NULL,
+        """CREATE TABLE verified (number TEXT PRIMARY KEY, number_key {bigint}, company TEXT NOT NULL,
              added_ts TEXT NOT NULL, added_by TEXT)""",
-        """CREATE TABLE lookup_labels (hash TEXT PRIMARY KEY, number TEXT NOT NULL,
-             category TEXT NOT NULL, code INTEGER, confidence REAL, reporters INTEGER,
-             flags INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, company TEXT) WITHOUT ROWID""",
+        """CREATE TABLE lookup_labels (hash TEXT {collate_c} PRIMARY KEY, number TEXT NOT NULL,
+             category TEXT NOT NULL, code INTEGER, confidence {real}, reporters INTEGER,
+             flags INTEGER NOT NULL DEFAULT 0, last_ts {bigint}, company TEXT) {without_rowid}""",
         "CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT)",
     ]),
     (3, "maintainer console: sessions, tags by number", [
         """CREATE TABLE console_sessions (sid_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL,
-             created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, ended_at INTEGER,
-             ip TEXT) WITHOUT ROWID""",
+             created_at {bigint} NOT NULL, expires_at {bigint} NOT NULL, ended_at {bigint},
+             ip TEXT) {without_rowid}""",
         "CREATE INDEX console_sessions_key ON console_sessions(key_id)",
         "CREATE INDEX tags_e164 ON tags(e164)",
         "CREATE INDEX appeals_number ON appeals(number)",
@@ -91,117 +97,84 @@ def sha256_hex(s: str) -> str:
 
 
 class Store:
-    """SQLite store; one connection per (process, thread), opened lazily (fork-safe)."""
+    """The tag store over one backend. `url`: a SQLite file path (default backend) or a
+    `postgresql://` URL. SQLite options: `synchronous`, `busy_timeout_ms`; PostgreSQL: `pool_max`.
+    `create=False` refuses a missing SQLite file / an unreachable PostgreSQL with a StoreError."""
 
-    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL",
-                 busy_timeout_ms: int = 10000, create: bool = True):
-        self.path = Path(path)
-        self.synchronous = synchronous.upper()
-        self.busy_timeout_ms = busy_timeout_ms
-        if not create and not self.path.exists():
-            raise StoreError(f"no store at {self.path}; start the server once "
-                             "(callmark serve) or set CALLMARK_DATA_DIR to the right folder")
-        self._local = threading.local()
+    def __init__(self, url: str | os.PathLike, synchronous: str = "FULL",
+                 busy_timeout_ms: int = 10000, create: bool = True, pool_max: int = 8):
+        if is_postgres_url(url):
+            self.backend = PostgresBackend(str(url), pool_max=pool_max, create=create)
+        else:
+            self.backend = SQLiteBackend(url, synchronous, busy_timeout_ms, create)
+        self.dialect = self.backend.dialect
+        self.where = self.backend.where          # for messages: the path or the redacted URL
+        self.path = getattr(self.backend, "path", None)     # the SQLite file; None on PostgreSQL
 
-    # -- connections and transactions -------------------------------------------------------
-    @property
-    def db(self) -> sqlite_utils.Database:
-        loc = self._local
-        if getattr(loc, "pid", None) != os.getpid():
-            loc.db = self._connect()
-            loc.pid = os.getpid()
-        return loc.db
+    # -- transactions and plain reads ---------------------------------------------------------
+    def write(self):
+        """One write transaction (a `Tx`: execute/executemany, `?` placeholders); commits when the
+        block ends, rolls back on error. Driver errors arrive as StoreBusy/StoreIntegrityError."""
+        return self.backend.write()
 
-    def _connect(self) -> sqlite_utils.Database:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_ms / 1000,
-                                   isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot open store {self.path}: {e}") from e
-        if mode.lower() != "wal":
-            raise StoreError(f"store {self.path} refused WAL mode (got {mode})")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return sqlite_utils.Database(conn, execute_plugins=False)
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        """Rows of a read as dicts (`?` placeholders, the common SQL of both backends)."""
+        return self.backend.query(sql, params)
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return self.db.conn
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE); commits on success, rolls back on error."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    def table_names(self) -> list[str]:
+        return self.backend.table_names()
 
     def close(self) -> None:
-        loc = self._local
-        if getattr(loc, "pid", None) == os.getpid():
-            loc.db.close()
-        loc.pid = None
+        self.backend.close()
 
     # -- schema -----------------------------------------------------------------------------
     def schema_version(self) -> int:
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return self.backend.schema_version()
 
     def migrate(self, target: int = SCHEMA_VERSION) -> int:
         """Apply pending migrations up to `target`; returns the resulting schema version."""
-        with self.write() as conn:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
+        with self.write() as tx:
+            self.backend.lock_migrations(tx)
+            current = self.backend.schema_version(tx)
             if current > SCHEMA_VERSION:
-                raise StoreError(f"store {self.path} has schema v{current}, newer than this "
+                raise StoreError(f"store {self.where} has schema v{current}, newer than this "
                                  f"server (v{SCHEMA_VERSION}); upgrade the server")
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
-                         "KEY, name TEXT NOT NULL, applied_ts TEXT NOT NULL)")
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
+                       "KEY, name TEXT NOT NULL, applied_ts TEXT NOT NULL)")
             for version, name, statements in MIGRATIONS:
                 if current < version <= target:
                     for sql in statements:
-                        conn.execute(sql)
-                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                                 (version, name, utc_now_iso()))
-                    conn.execute(f"PRAGMA user_version={version}")
+                        tx.execute(render(sql, self.dialect))
+                    tx.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                               (version, name, utc_now_iso()))
+                    self.backend.set_schema_version(tx, version)
                     current = version
         return current
 
     def check(self) -> str:
-        """PRAGMA integrity_check result ('ok' when clean)."""
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        """'ok' when the store is sound (SQLite: PRAGMA integrity_check; PostgreSQL: reachable)."""
+        return self.backend.check()
 
     # -- devices ----------------------------------------------------------------------------
     def register_device(self, device_hash: str, token_hash: str, platform: str | None) -> int:
         """Create the device or rotate its token; returns the device row id."""
         now = int(time.time())
-        with self.write() as conn:
-            row = conn.execute("SELECT id FROM devices WHERE device_hash=?",
-                               (device_hash,)).fetchone()
-            if row:
-                conn.execute("UPDATE devices SET token_hash=?, token_at=?, platform=? WHERE id=?",
-                             (token_hash, now, platform, row[0]))
-                return row[0]
-            cur = conn.execute("INSERT INTO devices (device_hash, token_hash, platform, "
-                               "created_at, token_at) VALUES (?, ?, ?, ?, ?)",
-                               (device_hash, token_hash, platform, now, now))
-            return cur.lastrowid
+        with self.write() as tx:        # one atomic upsert: concurrent registrations cannot race
+            return tx.execute("INSERT INTO devices (device_hash, token_hash, platform, created_at, "
+                              "token_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_hash) DO UPDATE "
+                              "SET token_hash=excluded.token_hash, token_at=excluded.token_at, "
+                              "platform=excluded.platform RETURNING id",
+                              (device_hash, token_hash, platform, now, now)).fetchone()[0]
 
     def device_for_token(self, token_hash: str, max_age_s: int = 0,
                          now: float | None = None) -> tuple[int, str] | None:
         """(device id, device hash) owning the token, or None (unknown, or issued more than
         `max_age_s` seconds ago when max_age_s > 0: the device re-registers for a new one)."""
-        row = self.conn.execute("SELECT id, device_hash, token_at FROM devices WHERE token_hash=?",
-                                (token_hash,)).fetchone()
-        if row is None or (max_age_s > 0 and row[2] + max_age_s <= (now or time.time())):
+        rows = self.query("SELECT id, device_hash, token_at FROM devices WHERE token_hash=?",
+                          (token_hash,))
+        if not rows or (max_age_s > 0 and rows[0]["token_at"] + max_age_s <= (now or time.time())):
             return None
-        return row[0], row[1]
+        return rows[0]["id"], rows[0]["device_hash"]
 
     # -- tags -------------------------------------------------------------------------------
     def insert_tags(self, device_id: int, events: list[dict], daily_cap: int,
@@ -219,6 +192,7 @@ class Store:
             seen.setdefault(ev["event_id"], ev)
         flagged = 0
         with self.write() as conn:
+            self.backend.lock_device(conn, device_id)
             ids = list(seen)
             existing: set[str] = set()
             for i in range(0, len(ids), 500):
@@ -255,7 +229,7 @@ class Store:
                 "flagged": flagged, "irregular": sum(1 for ev in new if ev.get("irregular"))}
 
     def count_tags(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM tags").fetchone()[0]
+        return self.query("SELECT count(*) AS n FROM tags")[0]["n"]
 
     def iter_tag_events(self, include_flagged: bool = False) -> Iterator[dict]:
         """Tag events in arrival order, in the consensus ingest's row shape."""
@@ -264,7 +238,7 @@ class Store:
                "'d' || substr(d.device_hash, 1, 24) AS reporter, t.category, t.ts, t.company, "
                "t.note, t.ring_s, t.talk_s, t.answered, t.direction, t.source "
                f"FROM tags t JOIN devices d ON d.id = t.device_id {where} ORDER BY t.id")
-        for row in self.db.query(sql):
+        for row in self.backend.stream(sql):
             if row["answered"] is not None:
                 row["answered"] = bool(row["answered"])
             yield row
@@ -298,6 +272,7 @@ class Store:
         key_id, key_hash, now = key_id_of(key), sha256_hex(key), int(time.time())
         changed: list[str] = []
         with self.write() as conn:
+            self.backend.lock_migrations(conn)      # PostgreSQL: workers bootstrap one at a time
             for kid, in conn.execute("SELECT key_id FROM api_keys WHERE label=? AND revoked_at IS NULL "
                                      "AND key_hash<>?", (label, key_hash)).fetchall():
                 if kid != key_id:
@@ -321,15 +296,15 @@ class Store:
 
     def api_key_scopes(self, key: str) -> tuple[str, set[str]] | None:
         """(key id, scopes) of a valid, unrevoked key, else None (constant-time hash compare)."""
-        row = self.conn.execute("SELECT key_hash, scopes FROM api_keys WHERE key_id=? AND "
-                                "revoked_at IS NULL", (key_id_of(key),)).fetchone()
-        if row and hmac.compare_digest(row[0], sha256_hex(key)):
-            return key_id_of(key), set(row[1].split())
+        rows = self.query("SELECT key_hash, scopes FROM api_keys WHERE key_id=? AND "
+                          "revoked_at IS NULL", (key_id_of(key),))
+        if rows and hmac.compare_digest(rows[0]["key_hash"], sha256_hex(key)):
+            return key_id_of(key), set(rows[0]["scopes"].split())
         return None
 
     def list_api_keys(self) -> list[dict]:
-        return list(self.db.query("SELECT key_id, scopes, label, created_at, revoked_at "
-                                  "FROM api_keys ORDER BY id"))
+        return self.query("SELECT key_id, scopes, label, created_at, revoked_at "
+                          "FROM api_keys ORDER BY id")
 
     def revoke_api_key(self, key_id: str, actor: str) -> bool:
         with self.write() as conn:
@@ -349,29 +324,28 @@ class Store:
             self._audit(conn, actor, action, target, detail)
 
     def list_audit(self, limit: int = 100, offset: int = 0) -> list[dict]:
-        return list(self.db.query("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?",
-                                  (limit, offset)))
+        return self.query("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?",
+                          (limit, offset))
 
     def create_appeal(self, number: str, number_key: int | None, contact: str, evidence: str,
                       categories: list[str]) -> int:
         with self.write() as conn:
-            cur = conn.execute("INSERT INTO appeals (number, number_key, contact, evidence, "
-                               "categories, filed_ts) VALUES (?, ?, ?, ?, ?, ?)",
+            aid = conn.execute("INSERT INTO appeals (number, number_key, contact, evidence, "
+                               "categories, filed_ts) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                                (number, number_key, contact, evidence, ";".join(categories),
-                                utc_now_iso()))
-            self._audit(conn, "public", "appeal.file", str(cur.lastrowid), number)
-            return cur.lastrowid
+                                utc_now_iso())).fetchone()[0]
+            self._audit(conn, "public", "appeal.file", str(aid), number)
+            return aid
 
     def get_appeal(self, appeal_id: int) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM appeals WHERE id=?", (appeal_id,)))
+        rows = self.query("SELECT * FROM appeals WHERE id=?", (appeal_id,))
         return rows[0] if rows else None
 
     def list_appeals(self, status: str | None, limit: int = 100, offset: int = 0) -> list[dict]:
         if status:
-            return list(self.db.query("SELECT * FROM appeals WHERE status=? ORDER BY id "
-                                      "LIMIT ? OFFSET ?", (status, limit, offset)))
-        return list(self.db.query("SELECT * FROM appeals ORDER BY id LIMIT ? OFFSET ?",
-                                  (limit, offset)))
+            return self.query("SELECT * FROM appeals WHERE status=? ORDER BY id "
+                              "LIMIT ? OFFSET ?", (status, limit, offset))
+        return self.query("SELECT * FROM appeals ORDER BY id LIMIT ? OFFSET ?", (limit, offset))
 
     def decide_appeal(self, appeal_id: int, accept: bool, actor: str, note: str) -> str | None:
         """Move a pending appeal to accepted/rejected; returns the old status (None = missing)."""
@@ -388,7 +362,7 @@ class Store:
 
     def iter_accepted_appeals(self) -> Iterator[dict]:
         """Accepted appeals as appeals.csv rows: number, categories (;-joined), filed_ts, accepted."""
-        for row in self.db.query("SELECT number, categories, filed_ts, 1 AS accepted FROM appeals "
+        for row in self.backend.stream("SELECT number, categories, filed_ts, 1 AS accepted FROM appeals "
                                  "WHERE status='accepted' ORDER BY id"):
             yield row
 
@@ -412,7 +386,7 @@ class Store:
 
     def iter_verified(self) -> Iterator[dict]:
         """Verified businesses as verified.csv rows: number, company."""
-        yield from self.db.query("SELECT number, company FROM verified ORDER BY number")
+        yield from self.backend.stream("SELECT number, company FROM verified ORDER BY number")
 
     # -- lookup table ---------------------------------------------------------------------
     def replace_labels(self, rows: Iterable[dict], version: str, actor: str) -> int:
@@ -423,8 +397,9 @@ class Store:
         n = 0
         with self.write() as conn:
             conn.execute("DELETE FROM lookup_labels")
-            sql = (f"INSERT OR REPLACE INTO lookup_labels ({','.join(cols)}) "
-                   f"VALUES ({','.join('?' * len(cols))})")
+            sql = (f"INSERT INTO lookup_labels ({','.join(cols)}) "
+                   f"VALUES ({','.join('?' * len(cols))}) ON CONFLICT(hash) DO UPDATE SET "
+                   + ", ".join(f"{c}=excluded.{c}" for c in cols[1:]))
             batch = []
             for r in rows:
                 batch.append(tuple(r.get(c) for c in cols))
@@ -437,22 +412,21 @@ class Store:
             count = conn.execute("SELECT count(*) FROM lookup_labels").fetchone()[0]
             for k, v in (("lookup_version", version), ("lookup_count", str(count)),
                          ("lookup_ts", utc_now_iso())):
-                conn.execute("INSERT OR REPLACE INTO settings (k, v) VALUES (?, ?)", (k, v))
+                conn.execute("INSERT INTO settings (k, v) VALUES (?, ?) "
+                             "ON CONFLICT(k) DO UPDATE SET v=excluded.v", (k, v))
             self._audit(conn, actor, "labels.replace", version, f"rows={count}")
         return count
 
     def lookup_meta(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self.conn.execute(
+        return {r["k"]: r["v"] for r in self.query(
             "SELECT k, v FROM settings WHERE k LIKE 'lookup_%'")}
 
     def lookup_prefix(self, prefix: str, limit: int) -> list[dict]:
         """Labels whose hash starts with `prefix` (lower-case hex), at most `limit` + 1 rows."""
-        cur = self.conn.execute(
+        return self.query(
             "SELECT hash, category, code, confidence, reporters, flags, last_ts, company "
             "FROM lookup_labels WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT ?",
             (prefix, prefix + "g", limit + 1))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur]
 
 
 def key_id_of(key: str) -> str:
@@ -463,10 +437,41 @@ def key_id_of(key: str) -> str:
     return "h" + sha256_hex(key)[:12]
 
 
+def database_url(data_dir: str | os.PathLike, url: str | None = None) -> str:
+    """Where the store lives, by the server's rule: `url` if given, else CALLMARK_DATABASE_URL if
+    set, else `<data_dir>/callmark.sqlite`. `data_dir` may itself be a postgresql:// URL. A
+    database URL is a SQLite file path or `postgresql://user:password@host:port/dbname`."""
+    if is_postgres_url(data_dir):
+        return str(data_dir)
+    url = url if url is not None else os.environ.get(DATABASE_URL_ENV, "")
+    if url:
+        if "://" in url and not is_postgres_url(url):
+            raise StoreError(f"{DATABASE_URL_ENV}={redact(url)}: use a SQLite file path or "
+                             "postgresql://user:password@host:port/dbname")
+        return url
+    return str(Path(data_dir) / DB_NAME)
+
+
+def store_exists(data_dir: str | os.PathLike) -> bool:
+    """True when the store for `data_dir` (see `database_url`) exists: the SQLite file is there,
+    or the PostgreSQL database answers and holds the schema."""
+    url = database_url(data_dir)
+    if not is_postgres_url(url):
+        return Path(url).is_file()
+    try:
+        store = Store(url, create=False, pool_max=1)
+    except StoreError:
+        return False
+    try:
+        return store.schema_version() > 0
+    finally:
+        store.close()
+
+
 def open_store(data_dir: str | os.PathLike, create: bool = False, migrate: bool = True,
                synchronous: str = "FULL") -> Store:
-    """Open (and by default migrate) the store in `data_dir`."""
-    store = Store(Path(data_dir) / DB_NAME, synchronous=synchronous, create=create)
+    """Open (and by default migrate) the store for `data_dir` (see `database_url`)."""
+    store = Store(database_url(data_dir), synchronous=synchronous, create=create)
     if migrate:
         store.migrate()
     return store

@@ -1,4 +1,4 @@
-"""Errors of the SQLite store, free of Flask: `import server.store` loads no web stack.
+"""Errors of the store (SQLite or PostgreSQL), free of Flask: `import server.store` loads no web stack.
 
 `server/errors.py` maps them to HTTP answers (StoreBusy -> 503 with Retry-After, any other
 StoreError -> 500); library callers (the trainer's source adapter, the CLI) catch them directly.
@@ -18,3 +18,7 @@ class StoreError(CallmarkError):
 
 class StoreBusy(StoreError):
     """The store stayed locked past the busy timeout; retry later."""
+
+
+class StoreIntegrityError(StoreError):
+    """The database refused a row (a NOT NULL or UNIQUE constraint); the transaction rolled back."""

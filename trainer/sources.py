@@ -88,7 +88,7 @@ class BuildInputs:
 def store_exists(data_dir: str | Path) -> bool:
     """True when ``data_dir`` holds a server store."""
     from server import store
-    return (Path(data_dir) / store.DB_NAME).is_file()
+    return store.store_exists(data_dir)
 
 
 def _store_rows(data_dir: str) -> Iterator[tuple[int, Any]]:

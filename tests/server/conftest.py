@@ -54,6 +54,23 @@ def make_exports(root: Path, version: int = 4, channel: str = "stable",
     return {"raw": raw, "pack": pack, "deltas": deltas, "full": full}
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS, autouse=True)
+def database_url(request, tmp_path, monkeypatch):
+    """Every server test runs on both store backends. SQLite: the default file in
+    <tmp>/var (CALLMARK_DATABASE_URL unset). PostgreSQL: a fresh database on the session's
+    throw-away server, set as CALLMARK_DATABASE_URL so the app, the CLI and the module-level
+    readers (iter_tag_events(data_dir), ...) all use it, as a deployment would."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("CALLMARK_DATABASE_URL", raising=False)
+        return str(tmp_path / "var" / "callmark.sqlite")
+    url = request.getfixturevalue("pg_database")
+    monkeypatch.setenv("CALLMARK_DATABASE_URL", url)
+    return url
+
+
 @pytest.fixture
 def exports(tmp_path):
     root = tmp_path / "exports"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from server.store import Store
+from server.store import Store, sha256_hex
 from tests.server.conftest import make_exports
 from tools.bench.server import ServerProcess, request
 
@@ -45,7 +45,7 @@ def test_real_gunicorn_serves_and_counts(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_during_tag_storm_loses_no_acknowledged_tag(tmp_path):
+def test_kill_9_during_tag_storm_loses_no_acknowledged_tag(tmp_path, database_url):
     """>= 20 rounds: start gunicorn, upload from 4 clients, SIGKILL everything mid-storm; every
     acknowledged (200) event must be in the store, and the store must open clean."""
     make_exports(tmp_path / "exports")
@@ -87,12 +87,11 @@ def test_kill_9_during_tag_storm_loses_no_acknowledged_tag(tmp_path):
         stop.set()
         for t in threads:
             t.join(15)
-        store = Store(tmp_path / "var" / "callmark.sqlite", create=False)
+        store = Store(database_url, create=False)          # both backends (autouse fixture)
         assert store.check() == "ok", f"round {rnd}: integrity check failed"
-        ids = dict(store.conn.execute("SELECT token_hash, id FROM devices").fetchall())
-        from server.store import sha256_hex
+        ids = {r["token_hash"]: r["id"] for r in store.query("SELECT token_hash, id FROM devices")}
         dev = {k: ids[sha256_hex(t)] for k, t in enumerate(tokens)}
-        stored = {(k, eid) for k in dev for (eid,) in store.conn.execute(
+        stored = {(k, r["event_id"]) for k in dev for r in store.query(
             "SELECT event_id FROM tags WHERE device_id=?", (dev[k],))}
         store.close()
         lost = acked - stored

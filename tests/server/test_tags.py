@@ -3,7 +3,7 @@ import pytest
 
 from callmark.numbers import normalize
 
-from server.store import iter_tag_events
+from server.store import iter_tag_events, open_store
 from tests.server.conftest import event, register
 
 
@@ -94,6 +94,9 @@ def test_device_ids_only_stored_as_hmac(client, tmp_path):
     register(client, "my-secret-install-id-42")
     for f in (tmp_path / "var").glob("callmark.sqlite*"):
         assert b"my-secret-install-id-42" not in f.read_bytes()
+    s = open_store(tmp_path / "var")                # either backend
+    assert all("my-secret-install-id-42" not in str(r) for r in s.query("SELECT * FROM devices"))
+    s.close()
 
 
 def test_reregistration_rotates_token_keeps_reporter(client):

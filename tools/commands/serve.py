@@ -29,10 +29,10 @@ def run(host: str = "127.0.0.1", port: int = 8080, workers: int = 2, threads: in
     from gunicorn.app.base import BaseApplication
 
     from server.config import Config
-    from server.store import Store
-
     cfg = Config.from_env()
-    Store(cfg.db_path, synchronous=cfg.sqlite_synchronous).migrate()   # once, before forking
+    store = cfg.open_store()
+    store.migrate()                          # once, before forking
+    store.close()                            # no connection crosses the fork
     mp = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                                     str(Path(cfg.data_dir) / f"prometheus-{port}")))
     shutil.rmtree(mp, ignore_errors=True)
