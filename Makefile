@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[server,train,dev]'
+	$(PY) -m pip install -q -e '.[server,train,spark,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
