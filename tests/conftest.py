@@ -64,3 +64,15 @@ def _exists(pg_server, name: str) -> bool:
     import psycopg
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone() is not None
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the session (the Spark engine's parity tests)."""
+    try:
+        from trainer.spark_engine import SparkEngineError, spark_session
+        session = spark_session("local[2]")
+    except (ImportError, SparkEngineError) as e:
+        unavailable("Spark", str(e))
+    yield session
+    session.stop()

@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "diff": ("tools.commands.diff", "command", "What a release changed: numbers added, removed, relabelled."),
     "simulate": ("tools.simulate", "command", "Simulate a crowd: callers, calls, tags, ground truth."),
     "consensus": ("tools.commands.consensus", "command", "Turn tag events into calibrated labels."),
+    "export-events": ("tools.commands.export_events", "command",
+                      "Export the store's tag events as Parquet partitioned by day."),
     "pack": ("tools.commands.pack", "command", "Build, diff, apply and inspect label packs."),
     "teacher": ("tools.commands.model", "COMMANDS:teacher", "Fit and score the call-behaviour teacher."),
     "model": ("tools.commands.model", "COMMANDS:model", "Train and evaluate the on-device student model."),

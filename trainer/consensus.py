@@ -188,15 +188,20 @@ def parse_as_of(value) -> int:
 
 def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
         verified: dict[int, str] | None = None, appeals: dict[int, list[Appeal]] | None = None,
-        recycled: dict[int, int] | None = None) -> ConsensusResult:
+        recycled: dict[int, int] | None = None, first_seen: np.ndarray | None = None,
+        tagged_keys: np.ndarray | None = None) -> ConsensusResult:
     """Labels for every number with a tag at or before `as_of` (default: the latest tag).
 
-    The steps of docs/consensus.md, in order (trainer.consensus_steps)."""
+    The steps of docs/consensus.md, in order (trainer.consensus_steps). For engines that reduce
+    the events before the model (trainer/spark_engine.py): `first_seen` (int64 per reporter
+    index) is each reporter's first event time at or before `as_of` and `tagged_keys` (sorted
+    int64) every number tagged at or before `as_of`, both over the events *before* the reduction
+    (which drops superseded and over-cap events)."""
     cfg = config or ConsensusConfig()
     verified, appeals, recycled = verified or {}, appeals or {}, recycled or {}
     stats: dict[str, float] = {"events": len(events)}
     as_of = int(events.ts.max()) if as_of is None and len(events) else parse_as_of(as_of or 0)
-    win = S.window(events, as_of, recycled, stats)
+    win = S.window(events, as_of, recycled, stats, first_seen=first_seen, tagged_keys=tagged_keys)
     votes = S.effective_votes(win, cfg, recycled, appeals, stats)
     weights = S.vote_weights(votes, win.first_ts, cfg, as_of, stats)
     post, accuracy = S.reporter_model(votes, weights, len(events.reporters), cfg, stats)

@@ -72,8 +72,10 @@ class Weights:
     learn_w: np.ndarray | None = None  # float32 weight as evidence about the reporter; None: `w`
 
 
-def window(events: TagEvents, as_of: int, recycled: dict[int, int], stats: dict) -> Window:
-    """Step 1: drop events after `as_of`; a number's tags before its reissue go in step 2."""
+def window(events: TagEvents, as_of: int, recycled: dict[int, int], stats: dict,
+           first_seen: np.ndarray | None = None, tagged_keys: np.ndarray | None = None) -> Window:
+    """Step 1: drop events after `as_of`; a number's tags before its reissue go in step 2.
+    `first_seen` / `tagged_keys`: given by an engine that reduced the events (see consensus.run)."""
     m = events.ts <= as_of
     n_after = int(m.size - np.count_nonzero(m))
     stats["after_as_of"] = n_after
@@ -81,9 +83,16 @@ def window(events: TagEvents, as_of: int, recycled: dict[int, int], stats: dict)
             if not n_after else (events.key[m], events.reporter[m], events.ts[m],
                                  events.category[m], events.company[m]))
     del m
-    out_keys, item = _dense_ids(cols[0])
-    first_ts = np.full(len(events.reporters), np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first_ts, cols[1], cols[2])
+    if tagged_keys is None:
+        out_keys, item = _dense_ids(cols[0])
+    else:
+        out_keys = np.asarray(tagged_keys, np.int64)
+        item = np.searchsorted(out_keys, cols[0]).astype(np.int32)
+    if first_seen is None:
+        first_ts = np.full(len(events.reporters), np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_ts, cols[1], cols[2])
+    else:
+        first_ts = np.asarray(first_seen, np.int64)
     return Window(*cols, out_keys, item, first_ts)
 
 

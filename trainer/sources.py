@@ -266,4 +266,54 @@ def profiles_used(inputs: BuildInputs) -> dict[str, SourceProfile]:
 
 
 __all__ = ["STORE", "SourceError", "Sources", "ListRows", "BuildInputs", "store_exists",
-           "concat_events", "read_inputs", "profiles_used"]
+           "concat_events", "read_inputs", "profiles_used", "export_events"]
+
+
+EXPORT_COLUMNS = ("event_id", "number", "reporter", "category", "ts", "company", "note", "ring_s",
+                  "talk_s", "answered", "direction")
+
+
+def export_events(data_dir: str | Path, out_dir: str | Path, include_flagged: bool = False,
+                  batch_rows: int = 200_000) -> dict:
+    """Write the store's tag events to `out_dir` as Parquet partitioned by UTC day
+    (`out_dir/day=YYYY-MM-DD/part-<n>-<uuid>.parquet`, Hive-style: Spark, DuckDB, Athena and
+    pyarrow read it as one table with a `day` column). Columns: EXPORT_COLUMNS (strings, `ring_s`/
+    `talk_s` doubles, `answered` bool). Streams in batches of `batch_rows` (constant memory).
+    Returns {"events": n, "days": d, "out": path}. Raises SourceError without a store."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from server import store
+    if not store_exists(data_dir):
+        raise SourceError(f"no store at {data_dir}; set CALLMARK_DATABASE_URL or --data-dir")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([(c, pa.string()) for c in EXPORT_COLUMNS[:7]]
+                       + [("ring_s", pa.float64()), ("talk_s", pa.float64()),
+                          ("answered", pa.bool_()), ("direction", pa.string()), ("day", pa.string())])
+    run_id, n, days, part = uuid.uuid4().hex[:8], 0, set(), 0
+    batch: list[dict] = []
+
+    def flush():
+        nonlocal part
+        cols = {c: [r.get(c) for r in batch] for c in EXPORT_COLUMNS}
+        cols["ts"] = [None if v is None else str(v) for v in cols["ts"]]
+        cols["day"] = [str(t or "")[:10] or "unknown" for t in cols["ts"]]
+        days.update(cols["day"])
+        table = pa.table(cols, schema=schema)
+        ds.write_dataset(table, out, format="parquet", partitioning=["day"],
+                         partitioning_flavor="hive", existing_data_behavior="overwrite_or_ignore",
+                         basename_template=f"part-{run_id}-{part}-{{i}}.parquet")
+        part += 1
+        batch.clear()
+
+    for row in store.iter_tag_events(data_dir, include_flagged=include_flagged):
+        batch.append(row)
+        n += 1
+        if len(batch) >= batch_rows:
+            flush()
+    if batch:
+        flush()
+    return {"events": n, "days": len(days), "out": str(out)}

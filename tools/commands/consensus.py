@@ -11,9 +11,10 @@ import click
 
 
 @click.command("consensus")
-@click.option("--tags", "tags_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--tags", "tags_path", required=True, type=click.Path(),
               help="Tag events: CSV (number,reporter,category,ts[,company,note,...]), JSONL, .gz of "
-                   "either, or the server's SQLite store.")
+                   "either, or the server's SQLite store; --engine spark also Parquet (a file or "
+                   "the directory `callmark export-events` writes).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="LABELS.csv to write; ranges go to <stem>.ranges.csv beside it.")
 @click.option("--as-of", "as_of", default=None,
@@ -37,15 +38,23 @@ import click
               help="em (default) or the majority-vote baseline.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="JSON file of ConsensusConfig fields (options above override it).")
+@click.option("--engine", type=click.Choice(["numpy", "spark"]), default="numpy", show_default=True,
+              help="numpy: in this process. spark: ingest and vote reduction on Apache Spark "
+                   "(CSV/JSONL/Parquet files or a Parquet directory; same model and output).")
+@click.option("--spark-master", default=None,
+              help="Spark master URL for --engine spark (default local[*]; under spark-submit "
+                   "the submitted session).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confidence, verified,
-            appeals, recycled, region, method, config_path, as_json):
+            appeals, recycled, region, method, config_path, engine, spark_master, as_json):
     """Turn tag events into one calibrated label per tagged number.
 
     Example:
 
       callmark consensus --tags TAGS.csv --out LABELS.csv --as-of 2026-03-16T00:00:00Z
       --min-reporters 3 --half-life-days 125
+
+      callmark consensus --engine spark --spark-master 'local[2]' --tags events/ --out LABELS.csv
     """
     from trainer import consensus as C
     from trainer import ingest as I
@@ -65,7 +74,8 @@ def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confi
                 cfg_dict[name] = value
         cfg = C.ConsensusConfig.from_dict(cfg_dict)
         as_of_ts = C.parse_as_of(as_of) if as_of is not None else None
-        events, report = I.read_tags(tags_path, region=region)
+        if engine == "numpy":
+            events, report = I.read_tags(tags_path, region=region)
         side = {}
         for name, path, reader in (("verified", verified, I.read_verified),
                                    ("appeals", appeals, I.read_appeals),
@@ -75,7 +85,15 @@ def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confi
                 if rep.bad:
                     click.echo(f"{name}: {rep.summary()}", err=True)
         t1 = time.perf_counter()
-        result = C.run(events, cfg, as_of=as_of_ts, **side)
+        if engine == "spark":
+            from trainer import spark_engine as S
+            try:
+                result, report = S.consensus(tags_path, cfg, as_of=as_of_ts, region=region,
+                                             master=spark_master, **side)
+            except S.SparkEngineError as exc:
+                raise click.ClickException(str(exc))
+        else:
+            result = C.run(events, cfg, as_of=as_of_ts, **side)
         labels, ranges = result.write_csv(out_path)
     except (I.IngestError, C.ConsensusConfigError) as exc:
         raise click.ClickException(str(exc))

@@ -1,0 +1,175 @@
+"""The Spark engine gives the numpy engine's labels (local[2]): same category and published flag on
+>= 99.9 % of numbers, confidence within 0.001; on simulator runs, on the real crowd sets, from a
+Parquet export of the store, and through the CLI. Slow: a JVM and many small Spark jobs."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer import consensus as C
+from trainer import ingest as I
+
+pytestmark = pytest.mark.slow
+def _crowd_dir() -> Path:
+    """The real crowd sets: $CALLMARK_CROWD_DIR, else ../shared/data/crowd beside the checkout
+    (or one level further up, for a checkout in a worktrees folder)."""
+    import os
+    if os.environ.get("CALLMARK_CROWD_DIR"):
+        return Path(os.environ["CALLMARK_CROWD_DIR"])
+    repo = Path(__file__).resolve().parents[2]
+    for base in (repo.parent, repo.parent.parent):
+        if (base / "shared" / "data" / "crowd").is_dir():
+            return base / "shared" / "data" / "crowd"
+    return repo.parent / "shared" / "data" / "crowd"
+
+
+CROWD = _crowd_dir()
+CROWD_SETS = ("rte", "temp", "sp", "adult2", "labelme", "ws_amt")
+
+
+def assert_parity(a: C.ConsensusResult, b: C.ConsensusResult, what: str) -> None:
+    assert np.array_equal(a.key, b.key), f"{what}: different numbers ({len(a.key)} vs {len(b.key)})"
+    same = (a.category == b.category) & (a.published == b.published)
+    assert same.mean() >= 0.999, f"{what}: only {same.mean():.4%} agree"
+    gap = float(np.abs(a.confidence - b.confidence).max()) if len(a.key) else 0.0
+    assert gap <= 0.001, f"{what}: confidence differs by {gap}"
+    assert a.published.sum() > 0, f"{what}: nothing published, the comparison proves little"
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from tools.simulate import simulate
+    out = tmp_path_factory.mktemp("sim")
+    simulate(out, days=14, users=800, seed=5, colluder_blocs=1)
+    side = {}
+    for name, reader in (("verified", I.read_verified), ("appeals", I.read_appeals),
+                         ("recycled", I.read_recycled)):
+        side[name] = reader(out / f"{name}.csv", "CN")[0]
+    return out, side
+
+
+def test_simulator_run_parity_jsonl_and_csv(sim, spark, tmp_path):
+    from trainer import spark_engine as S
+    out, side = sim
+    events, _ = I.read_tags(out / "tags.jsonl")
+    for as_of in (None, int(np.median(events.ts))):
+        ref = C.run(events, C.ConsensusConfig(), as_of=as_of, **side)
+        got, report = S.consensus(str(out / "tags.jsonl"), C.ConsensusConfig(), as_of=as_of,
+                                  spark=spark, **side)
+        assert report.rows == len(events) and report.bad == 0
+        assert_parity(ref, got, f"simulator as_of={as_of}")
+    # the same events as CSV with a few bad rows: both engines reject them alike
+    rows = [{"number": r, "reporter": p, "category": c, "ts": t} for r, p, c, t in
+            _jsonl_fields(out / "tags.jsonl")]
+    rows[3]["number"], rows[7]["category"], rows[9]["ts"] = "not-a-number", "nonsense", "yesterday"
+    path = tmp_path / "tags.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["number", "reporter", "category", "ts"])
+        w.writeheader()
+        w.writerows(rows)
+    ev2, rep2 = I.read_tags(path)
+    got, report = S.consensus(str(path), C.ConsensusConfig(), spark=spark, **side)
+    assert report.counts == rep2.counts and report.bad == 3 and report.rows == rep2.rows
+    assert_parity(C.run(ev2, C.ConsensusConfig(), **side), got, "simulator CSV with bad rows")
+
+
+def _jsonl_fields(path):
+    import json
+    for line in open(path):
+        d = json.loads(line)
+        yield d["number"], d["reporter"], d["category"], d["ts"]
+
+
+def crowd_tags(name: str, out: Path) -> Path:
+    """A crowd set as tag events: question -> a number, worker -> reporter, answer -> one
+    category per distinct answer; each worker answers 10 a day, in file order."""
+    from callmark.categories import CATEGORIES
+    keys = [c.key for c in CATEGORIES if c.key != "legit"]
+    with open(CROWD / name / "answer.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    answers = sorted({r["answer"] for r in rows})
+    cat = {a: keys[i] for i, a in enumerate(answers)}
+    questions = {q: i for i, q in enumerate(dict.fromkeys(r["question"] for r in rows))}
+    path = out / f"{name}.csv"
+    seen: dict[str, int] = {}
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["number", "reporter", "category", "ts"])
+        for i, r in enumerate(rows):       # a worker's k-th answer on day k // 10 (under the cap)
+            k = seen[r["worker"]] = seen.get(r["worker"], -1) + 1
+            w.writerow([f"+86139{questions[r['question']]:08d}", r["worker"], cat[r["answer"]],
+                        1_767_225_600 + (k // 10) * 86400 + i % 86400])
+    return path
+
+
+@pytest.mark.parametrize("name", CROWD_SETS)
+def test_real_crowd_set_parity(name, spark, tmp_path):
+    if not (CROWD / name / "answer.csv").is_file():
+        pytest.skip(f"real crowd set {name} not found under {CROWD} (see the data README)")
+    from trainer import spark_engine as S
+    path = crowd_tags(name, tmp_path)
+    events, _ = I.read_tags(path)
+    ref = C.run(events, C.ConsensusConfig())
+    got, _ = S.consensus(str(path), C.ConsensusConfig(), spark=spark)
+    assert_parity(ref, got, f"crowd {name}")
+
+
+def test_store_export_to_parquet_then_spark(spark, tmp_path, sim):
+    """Store -> `export-events` Parquet (partitioned by day) -> Spark = numpy on the store."""
+    from server.store import open_store
+    from trainer import spark_engine as S
+    from trainer.sources import export_events
+    out, side = sim
+    import json
+    store = open_store(tmp_path / "var", create=True)
+    by_rep: dict[str, list[dict]] = {}
+    for line in open(out / "tags.jsonl"):
+        d = json.loads(line)
+        by_rep.setdefault(d["reporter"], []).append(d)
+    for rep, evs in by_rep.items():
+        dev = store.register_device(rep.ljust(64, "0"), "t" + rep.ljust(63, "0"), None)
+        store.insert_tags(dev, [{"event_id": e["event_id"], "number_raw": e["number"],
+                                 "e164": e["number"], "category": e["category"], "ts": e["ts"]}
+                                for e in evs], daily_cap=10**6)
+    store.close()
+    summary = export_events(tmp_path / "var", tmp_path / "lake")
+    assert summary["events"] == sum(map(len, by_rep.values())) and summary["days"] >= 10
+    assert sorted(p.name for p in (tmp_path / "lake").iterdir())[0].startswith("day=")
+    ref_events, _ = I.read_tags(open_store(tmp_path / "var").iter_tag_events())
+    ref = C.run(ref_events, C.ConsensusConfig(), **side)
+    got, _ = S.consensus(str(tmp_path / "lake"), C.ConsensusConfig(), spark=spark, **side)
+    assert_parity(ref, got, "store export")
+
+
+def test_cli_engine_spark_writes_the_same_labels(sim, spark, tmp_path):
+    from click.testing import CliRunner
+
+    from tools.commands.consensus import command
+    out, _ = sim
+    args = ["--tags", str(out / "tags.jsonl"), "--verified", str(out / "verified.csv"),
+            "--appeals", str(out / "appeals.csv"), "--recycled", str(out / "recycled.csv")]
+    r1 = CliRunner().invoke(command, [*args, "--out", str(tmp_path / "a.csv")])
+    r2 = CliRunner().invoke(command, [*args, "--out", str(tmp_path / "b.csv"), "--engine", "spark",
+                                      "--spark-master", "local[2]"])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    a = list(csv.DictReader(open(tmp_path / "a.csv")))
+    b = list(csv.DictReader(open(tmp_path / "b.csv")))
+    assert [x["number"] for x in a] == [x["number"] for x in b]
+    assert all(x["category"] == y["category"] and x["published"] == y["published"]
+               and abs(float(x["confidence"]) - float(y["confidence"])) <= 0.001
+               for x, y in zip(a, b))
+
+
+def test_bad_inputs_are_clear_errors(spark, tmp_path):
+    from trainer import spark_engine as S
+    with pytest.raises(I.IngestError, match="no such file"):
+        S.consensus(str(tmp_path / "missing.csv"), spark=spark)
+    (tmp_path / "x.csv").write_text("number,who,category\n+8613800000000,a,fraud\n")
+    with pytest.raises(I.IngestError, match=r"lack columns \['reporter', 'ts'\]"):
+        S.consensus(str(tmp_path / "x.csv"), spark=spark)
+    (tmp_path / "x.txt").write_text("")
+    with pytest.raises(I.IngestError, match="unknown tag events format"):
+        S.consensus(str(tmp_path / "x.txt"), spark=spark)
