@@ -60,6 +60,8 @@ class BuildConfig:
     student_config: dict = field(default_factory=dict)  # StudentConfig overrides
     eval_truth: str | None = None  # ground truth for the evaluation (simulations); default: release labels
     min_gain: float = 0.05  # recall over "pack alone" (same FPR budget) a model must add to ship
+    engine: str = "numpy"  # numpy | spark: engine of the call-feature stage
+    spark_master: str | None = None  # Spark master for engine=spark (default local[*])
 
 
 @dataclass
@@ -194,6 +196,10 @@ def features_stage(cfg: BuildConfig):
     """Per-number call-behaviour features from the call records (None without calls)."""
     if not cfg.calls:
         return None
+    if cfg.engine == "spark":
+        from trainer import spark_engine, spark_features
+        return spark_features.aggregate_calls(spark_engine.spark_session(cfg.spark_master),
+                                              cfg.calls)
     from trainer import features
     return features.aggregate_calls(cfg.calls)
 

@@ -173,3 +173,31 @@ def test_bad_inputs_are_clear_errors(spark, tmp_path):
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(I.IngestError, match="unknown tag events format"):
         S.consensus(str(tmp_path / "x.txt"), spark=spark)
+
+
+def test_call_features_parity(sim, spark):
+    from trainer import features as F
+    from trainer import spark_features as SF
+    out, _ = sim
+    a = F.aggregate_calls(out / "calls.csv")
+    b = SF.aggregate_calls(spark, str(out / "calls.csv"))
+    assert a.ids == b.ids and a.names == b.names and len(a.ids) > 100
+    close = np.isclose(a.X, b.X, rtol=1e-9, atol=1e-9, equal_nan=True)
+    bad = {n: int((~close[:, j]).sum()) for j, n in enumerate(a.names) if not close[:, j].all()}
+    assert bad == {}
+
+
+def test_build_engine_spark_gives_the_numpy_labels(sim, spark, tmp_path):
+    from trainer.pipeline import BuildConfig, build
+    out, _ = sim
+    common = dict(tags=str(out / "tags.jsonl"), calls=str(out / "calls.csv"),
+                  verified=str(out / "verified.csv"), appeals=str(out / "appeals.csv"),
+                  recycled=str(out / "recycled.csv"), student=False, deltas_back=0)
+    a = build(BuildConfig(out=str(tmp_path / "a"), **common), echo=lambda *_: None)
+    b = build(BuildConfig(out=str(tmp_path / "b"), engine="spark", spark_master="local[2]",
+                          **common), echo=lambda *_: None)
+    la = list(csv.DictReader(open(a.labels_csv)))
+    lb = list(csv.DictReader(open(b.labels_csv)))
+    assert len(la) == len(lb) > 100
+    assert all(x["number"] == y["number"] and x["category"] == y["category"]
+               and x["published"] == y["published"] for x, y in zip(la, lb))

@@ -27,10 +27,14 @@ import click
               help="Pack regions, e.g. US,DE,CN (default: every region with published labels).")
 @click.option("--published-model", default=None, help="Published model dir, for the release gate.")
 @click.option("--no-student", is_flag=True, help="Skip training the on-device model.")
+@click.option("--engine", type=click.Choice(["numpy", "spark"]), default="numpy", show_default=True,
+              help="Engine of the call-feature stage (spark: PySpark, Java 17+); the consensus on "
+                   "Spark is `callmark consensus --engine spark`.")
+@click.option("--spark-master", default=None, help="Spark master for --engine spark (default local[*]).")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSON with BuildConfig fields (consensus/packs/model_labels overrides).")
 def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of, out, version, region, regions,
-            published_model, no_student, config_file):
+            published_model, no_student, engine, spark_master, config_file):
     """Build a release: consensus → teacher → student → packs → deltas → evaluation.
 
     Each event's source profile (callmark/sources.py) picks its consensus policy; one release
@@ -41,6 +45,9 @@ def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of
     An operator's export: --calls cdr.parquet --calls-map caller=other_party,callee=subscriber_id
 
     Example: callmark build --tags var/ftc.jsonl --tags var/phoneblock.jsonl --regions US,DE --no-student
+
+    Call features on Spark: callmark build --engine spark --spark-master 'local[2]' --tags sim/tags.jsonl
+    --calls sim/calls.csv --no-student
     """
     from trainer.pipeline import BuildConfig, BuildError, build
 
@@ -52,9 +59,10 @@ def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of
                                  version=version, region=region, published_model=published_model,
                                  regions=[r for r in (regions or "").upper().split(",") if r.strip()]
                                  or None,
-                                 student=not no_student))
+                                 student=not no_student, engine=engine,
+                                 spark_master=spark_master))
         result = build(cfg)
-    except (BuildError, ValueError, OSError) as exc:
+    except (BuildError, ValueError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     st = result.stats
     click.echo(json.dumps({"build_dir": result.build_dir, "version": result.version,

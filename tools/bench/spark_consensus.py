@@ -1,0 +1,152 @@
+"""Consensus on N synthetic events: numpy engine vs Spark engine (local[2]), time and peak memory.
+
+Both engines read the same tags CSV (`tools.bench.consensus.write_stream`: N events, N/8 numbers,
+N/20 reporters, 18 categories, 60 days) and write LABELS.csv, each in a fresh child process. Peak
+memory is the largest sum of RSS over the child's whole process tree (for Spark: the Python driver,
+the JVM and its Python workers), sampled every 0.2 s from /proc. Wall time includes the Spark
+session start (reported separately). The run ends with the labels' agreement between the engines.
+
+Example: python -m tools.bench.spark_consensus --events 1000000 --events 10000000
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def _rss_mib(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_child(args: list[str]) -> dict:
+    """Run `python -m tools.bench.spark_consensus --child ...`; its JSON line plus peak tree RSS."""
+    proc = subprocess.Popen([sys.executable, "-m", "tools.bench.spark_consensus", *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    peak, stop = [0.0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mib(_tree(proc.pid)))
+            time.sleep(0.2)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, _ = proc.communicate()
+    stop.set()
+    t.join()
+    if proc.returncode:
+        raise RuntimeError(f"child {args} failed ({proc.returncode})")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["peak_tree_rss_mib"] = round(peak[0])
+    return res
+
+
+def child(engine: str, tags: str, out: str, master: str, driver_memory: str) -> dict:
+    from trainer import consensus as C
+    from trainer import ingest as I
+    t0 = time.perf_counter()
+    if engine == "numpy":
+        events, _ = I.read_tags(tags)
+        t1 = time.perf_counter()
+        res = C.run(events, C.ConsensusConfig())
+        start_s = 0.0
+    else:
+        from trainer import spark_engine as S
+        spark = S.spark_session(master, driver_memory=driver_memory)
+        t1 = time.perf_counter()
+        start_s = t1 - t0
+        res, _ = S.consensus(tags, C.ConsensusConfig(), spark=spark)
+    res.write_csv(out)
+    t2 = time.perf_counter()
+    return {"engine": engine, "wall_s": round(t2 - t0, 1), "spark_start_s": round(start_s, 1),
+            "numbers": len(res), "published": int(res.published.sum())}
+
+
+def agreement(a_csv: str, b_csv: str) -> dict:
+    import csv
+    a = {r["number"]: r for r in csv.DictReader(open(a_csv))}
+    b = {r["number"]: r for r in csv.DictReader(open(b_csv))}
+    same = sum(1 for k, r in a.items() if k in b and r["category"] == b[k]["category"]
+               and r["published"] == b[k]["published"])
+    gap = max((abs(float(r["confidence"]) - float(b[k]["confidence"])) for k, r in a.items()
+               if k in b), default=0.0)
+    return {"numbers_a": len(a), "numbers_b": len(b), "same_share": round(same / max(len(a), 1), 6),
+            "max_conf_gap": gap}
+
+
+@click.command()
+@click.option("--events", "sizes", multiple=True, type=int, default=[1_000_000], show_default=True,
+              help="events per run (repeat the option for several sizes)")
+@click.option("--master", default="local[2]", show_default=True, help="Spark master")
+@click.option("--driver-memory", default="6g", show_default=True, help="spark.driver.memory")
+@click.option("--child", "child_args", nargs=3, default=None, hidden=True)
+def main(sizes, master, driver_memory, child_args):
+    """numpy vs Spark consensus: time and peak memory on synthetic streams.
+
+    Example: python -m tools.bench.spark_consensus --events 1000000 --events 10000000
+    """
+    if child_args:
+        engine, tags, out = child_args
+        print(json.dumps(child(engine, tags, out, master, driver_memory)))
+        return
+    from tools.bench.consensus import write_stream
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as d:
+            tags = os.path.join(d, "tags.csv")
+            write_stream(tags, n, seed=1)
+            size = os.path.getsize(tags) / 2**20
+            load0 = os.getloadavg()[0]
+            a = run_child(["--child", "numpy", tags, os.path.join(d, "a.csv")])
+            b = run_child(["--master", master, "--driver-memory", driver_memory,
+                           "--child", "spark", tags, os.path.join(d, "b.csv")])
+            agree = agreement(os.path.join(d, "a.csv"), os.path.join(d, "b.csv"))
+            rows.append((n, size, a, b, agree, load0, os.getloadavg()[0]))
+            print(json.dumps({"events": n, "csv_mib": round(size), "numpy": a, "spark": b,
+                              "agreement": agree}), flush=True)
+    print(f"\n{'events':>11} {'CSV MiB':>8} {'numpy s':>8} {'numpy MiB':>10} {'spark s':>8} "
+          f"{'(start)':>8} {'spark MiB':>10} {'time x':>7} {'same':>8} {'max gap':>8}")
+    for n, size, a, b, agree, l0, l1 in rows:
+        print(f"{n:11,d} {size:8.0f} {a['wall_s']:8.1f} {a['peak_tree_rss_mib']:10d} "
+              f"{b['wall_s']:8.1f} {b['spark_start_s']:8.1f} {b['peak_tree_rss_mib']:10d} "
+              f"{b['wall_s'] / a['wall_s']:7.1f} {agree['same_share']:8.4f} "
+              f"{agree['max_conf_gap']:8.1e}   (load {l0:.1f} -> {l1:.1f} on {os.cpu_count()} cpus)")
+
+
+if __name__ == "__main__":
+    main()
