@@ -52,6 +52,7 @@ def fuzz(app, max_examples: int) -> None:
     assert failures == [], failures[:5]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)   # the slow one runs both
 def test_fuzz_every_operation_no_5xx(make_app):
     fuzz(make_app(ratelimit_enabled=False), max_examples=5)
 
