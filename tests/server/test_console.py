@@ -16,6 +16,11 @@ PAGES = ["/console/", "/console/numbers?q=" + NUMBER, "/console/health", "/conso
          "/console/appeals", "/console/verified", "/console/keys", "/console/audit"]
 
 
+# The console's test world is a prepared SQLite store copied per test: these run on SQLite only
+# (the store methods they reach run on both backends in the rest of tests/server).
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     pytest.importorskip("flask_wtf")
