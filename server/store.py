@@ -204,8 +204,9 @@ class Store:
             new = [ev for eid, ev in seen.items() if eid not in existing]
             used: dict[str, int] = {}
             rows = []
-            have = {r[1] for r in conn.execute("PRAGMA table_info(tags)")}
-            cols = [c for c in TAG_COLUMNS if c in have]  # a store not yet at migration 4: no source
+            # a store not yet at migration 4 has no source column (either backend)
+            at4 = self.backend.schema_version(conn) >= 4
+            cols = [c for c in TAG_COLUMNS if at4 or c != "source"]
             for ev in new:
                 day = str(ev.get("ts") or "")[:10] or today
                 if day not in used:
