@@ -39,6 +39,7 @@ from callmark.rules import CallFacts, Policy, evaluate_rules, is_flagged, label_
 from trainer import evaluate_report, features
 from trainer.evaluate_report import TARGETS  # noqa: F401  (the report's goals; re-exported)
 from trainer.holdout import HOLDOUT_SHARE, held_out
+from trainer.model.convert import artefact_problems
 
 MAX_FPR = 0.005  # honest calls flagged: the budget every recall figure is read at
 CONFIDENCE = 0.95  # one-sided level of the upper bound on honest calls flagged that warn_risk keeps in MAX_FPR
@@ -242,11 +243,7 @@ def contract_problems(cand: Path, pub: Path | None) -> list[str]:
     if not check:
         problems.append("candidate metrics.json has no artefact_check; rebuild with `callmark model train`")
     else:
-        if check.get("top1_agreement_tie_aware", 0) < cfg.get("min_agreement", 0.995):
-            problems.append(f"LiteRT/Keras top-1 agreement {check.get('top1_agreement_tie_aware')} too low")
-        worst = max(check.get("max_prob_diff", 1), check.get("max_risk_diff", 1))
-        if worst > cfg.get("max_prob_diff", 0.02):
-            problems.append(f"LiteRT/Keras max probability difference {worst:.4f} > {cfg.get('max_prob_diff', 0.02)}")
+        problems.extend(artefact_problems(check, cfg))
     size = (cand / "model.tflite").stat().st_size if (cand / "model.tflite").is_file() else None
     if size is None or size > cfg.get("max_bytes", 64 * 1024):
         problems.append(f"model.tflite size {size} exceeds {cfg.get('max_bytes', 64 * 1024)} bytes")

@@ -154,8 +154,31 @@ def compare(keras_out: dict, lite_out: dict) -> dict:
     tie = float((lp[np.arange(len(lp)), kp.argmax(1)] >= lp.max(1) - 1e-7).mean())
     return {"rows": int(len(kp)), "top1_agreement": strict, "top1_agreement_tie_aware": tie,
             "max_prob_diff": float(np.abs(kp - lp).max()),
+            "p999_prob_diff": float(np.quantile(np.abs(kp - lp).max(1), 0.999)),
             "mean_prob_diff": float(np.abs(kp - lp).mean()),
             "max_risk_diff": float(np.abs(keras_out["risk"].reshape(-1) - lite_out["risk"].reshape(-1)).max())}
+
+
+# A broken conversion moves many rows; int8 rounding of a steep (calibrated) sigmoid can move one row
+# of thousands a few 1/256 steps. So: 99.9th percentile within max_prob_diff, every row within
+# OUTLIER_PROB_DIFF (a demo run refused a model at max 0.0224 with top-1 1.0 and mean 0.0008).
+OUTLIER_PROB_DIFF = 0.05
+
+
+def artefact_problems(check: dict, cfg: dict) -> list[str]:
+    """Keras-vs-LiteRT check (the dict `compare` returns) against the limits in a student config dict
+    (`min_agreement`, `max_prob_diff`) -> list of problems, empty when the export is faithful."""
+    problems = []
+    min_agreement, limit = cfg.get("min_agreement", 0.995), cfg.get("max_prob_diff", 0.02)
+    if check.get("top1_agreement_tie_aware", 0) < min_agreement:
+        problems.append(f"LiteRT/Keras top-1 agreement {check.get('top1_agreement_tie_aware')} < {min_agreement}")
+    worst = max(check.get("max_prob_diff", 1), check.get("max_risk_diff", 1))
+    typical = check.get("p999_prob_diff", worst)
+    if typical > limit:
+        problems.append(f"LiteRT/Keras 99.9th-percentile probability difference {typical:.4f} > {limit}")
+    if worst > OUTLIER_PROB_DIFF:
+        problems.append(f"LiteRT/Keras max probability difference {worst:.4f} > {OUTLIER_PROB_DIFF}")
+    return problems
 
 
 def test_vectors(raw_facts: list[dict], model_dir) -> dict:

@@ -367,12 +367,7 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
                                              "total": round(time.time() - t0, 1)},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    problems = []
-    if check["top1_agreement_tie_aware"] < cfg.min_agreement:
-        problems.append(f"top-1 agreement {check['top1_agreement_tie_aware']:.4f} < {cfg.min_agreement}")
-    worst = max(check["max_prob_diff"], check["max_risk_diff"])
-    if worst > cfg.max_prob_diff:
-        problems.append(f"max probability difference {worst:.4f} > {cfg.max_prob_diff}")
+    problems = convert.artefact_problems(check, cfg.to_dict())
     if size > cfg.max_bytes:
         problems.append(f"model.tflite is {size} bytes > {cfg.max_bytes}")
     check["passed"] = not problems
