@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -364,6 +365,10 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * float(x):.2f} %"
 
 
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 @click.command("demo")
 @click.option("--workdir", default="var/demo", show_default=True, help="Per-run state (wiped at start).")
 @click.option("--exports", default="exports", show_default=True, help="Where releases are published.")
@@ -385,5 +390,9 @@ def command(workdir, exports, keys, days, users, seed, calls_per_day, no_student
     """
     if days < 3:
         raise click.BadParameter("needs at least 3 days (history + two demo days)", param_hint="--days")
+    # `kill`, a service manager or a closed terminal must stop the demo's server too: SystemExit runs
+    # the same clean-up as Ctrl-C (the default SIGTERM/SIGHUP action would orphan gunicorn on its port).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     run_demo(DemoConfig(workdir=workdir, exports=exports, keys=keys, days=days, users=users, seed=seed,
                         calls_per_day=calls_per_day, student=not no_student, serve=serve, port=port))
