@@ -11,7 +11,7 @@ from werkzeug.routing import IntegerConverter
 
 from server import console, json_input, metrics, ratelimit  # noqa: F401 (registers callmark-memory://)
 from server.api import (admin_appeals, admin_audit, admin_keys, admin_labels, admin_releases, admin_verified,
-                        appeals, devices, lookup, ops, sync, tags)
+                        appeals, devices, home, lookup, ops, sync, tags)
 from server.config import Config
 from server.errors import install_retry_after, register_error_handlers
 from server.exports import Exports
@@ -88,6 +88,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
             limiter.exempt(blp)
         api.register_blueprint(blp)
     console.install(app, c)
+    home_blp = home.make_blueprint(ops.render_docs)
+    limiter.exempt(home_blp)
+    app.register_blueprint(home_blp)
     metrics.install(app)
     register_error_handlers(app, cfg.retry_after_s)
     logging.getLogger("callmark.server").info("callmark server ready (data=%s exports=%s)",

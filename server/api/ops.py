@@ -1,10 +1,10 @@
-"""Operations: liveness, readiness, Prometheus metrics and a human-readable API page."""
+"""Operations: liveness, readiness, Prometheus metrics; `render_docs`, the plain-HTML API page that
+`server.api.home` serves at /docs/text."""
 from __future__ import annotations
 
 import html
 import os
 
-from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from server import metrics
@@ -14,7 +14,7 @@ from server.web import Ctx
 
 
 def make_blueprint(c: Ctx) -> Blueprint:
-    blp = Blueprint("ops", __name__, url_prefix="", description="Health, readiness, metrics, docs")
+    blp = Blueprint("ops", __name__, url_prefix="", description="Health, readiness, metrics")
 
     @blp.route("/healthz", methods=["GET"])
     @blp.response(200, Message)
@@ -59,13 +59,6 @@ def make_blueprint(c: Ctx) -> Blueprint:
     def prom():
         """Prometheus metrics (aggregated over gunicorn workers)."""
         return metrics.render()
-
-    @blp.route("/docs", methods=["GET"])
-    @blp.response(200, description="HTML page listing every endpoint")
-    def docs():
-        """A self-contained, human-readable page generated from /openapi.json."""
-        spec = current_app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
-        return Response(render_docs(spec), mimetype="text/html")
 
     return blp
 

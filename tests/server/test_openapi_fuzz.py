@@ -18,7 +18,7 @@ def test_openapi_document_is_complete(client):
               "/readyz", "/metrics", "/v1/root/{version}.root.json"):
         assert p in paths, p
     assert "deviceToken" in spec["components"]["securitySchemes"]
-    html = client.get("/docs")
+    html = client.get("/docs/text")
     assert html.status_code == 200 and b"/v1/tags" in html.data and b"<script" not in html.data
 
 
