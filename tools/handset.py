@@ -84,23 +84,24 @@ class Handset:
                  device_id: str | None = None, policy: Policy | None = None, rules: RuleConfig | None = None,
                  backoff: Backoff | None = None, timeout: float = 10.0, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 full_check_every_s: float = FULL_CHECK_EVERY_S):
+                 full_check_every_s: float = FULL_CHECK_EVERY_S, remember: bool = False):
         self.store = HandsetStore(state_dir)
         self.full_check_every_s = full_check_every_s  # rehash every pack row this often (s)
-        cfg = self.store.load_config()
-        if cfg is None:
-            cfg = HandsetConfig(device_id=device_id or uuid.uuid4().hex, server_url=server_url or "",
-                                channel=channel or "stable", region=(region or "CN").upper())
-            self.store.save_config(cfg)
-        else:
-            changed = False
-            for k, v in (("server_url", server_url), ("channel", channel), ("region", region and region.upper())):
-                if v and getattr(cfg, k) != v:
-                    setattr(cfg, k, v)
-                    changed = True
-            if changed:
-                self.store.save_config(cfg)
-        self.config = cfg
+        overrides = {k: v for k, v in (("server_url", server_url), ("channel", channel),
+                                       ("region", region and region.upper())) if v}
+        saved = self.store.load_config()
+        self.created = saved is None
+        if saved is None:  # a new phone: its settings are what it was first set up with
+            saved = HandsetConfig(device_id=device_id or uuid.uuid4().hex, server_url=server_url or "",
+                                  channel=channel or "stable", region=(region or "CN").upper())
+            self.store.save_config(saved)
+        elif remember and any(getattr(saved, k) != v for k, v in overrides.items()):
+            saved = replace(saved, **overrides)
+            self.store.save_config(saved)
+        # Settings given to this object apply to it only (a flag given once never sticks) unless
+        # `remember`: `saved` is the state directory's, `config` this session's.
+        self.saved_config = saved
+        self.config = cfg = replace(saved, **overrides)
         self.root, self.tofu = root, tofu
         self.policy, self.rules = (policy or Policy()).validate(), (rules or RuleConfig()).validate()
         self.backoff, self.timeout = backoff or Backoff(), timeout
@@ -206,6 +207,16 @@ class Handset:
         return nf.key
 
     # ------------------------------------------------------------ sync
+    def _check_settings(self) -> None:
+        """Sync with the phone's own region and channel only: the pack and the trusted manifest on
+        disk belong to them, so a one-off --region/--channel would swap them behind the user's back."""
+        for name in ("region", "channel"):
+            mine, given = getattr(self.saved_config, name), getattr(self.config, name)
+            if mine != given:
+                raise HandsetError(f"this handset syncs {name} {mine!r}; {name} {given!r} was given for this "
+                                   f"command only. To change the phone's setting, save it: "
+                                   f"callmark handset --{name} {given} config --save")
+
     def sync(self, force: bool = False) -> SyncResult:
         """One sync: honour the wait hint (unless force), then manifest -> pack -> model."""
         now = self.clock()
@@ -215,6 +226,7 @@ class Handset:
         if not force and now < s.next_sync_after:
             r.status, r.next_sync_after, r.wait_s = "waiting", s.next_sync_after, s.next_sync_after - now
             return r
+        self._check_settings()
         s.last_attempt = now
         t = self.transport()
         before = t.bytes_in
@@ -379,8 +391,9 @@ class Handset:
                                                   "platform": "callmark-reference"})
         if status != 201 or not isinstance(body, dict) or "token" not in body:
             raise ServerRejected(f"device registration failed: HTTP {status} {body}", status, body)
-        self.config.token, self.config.reporter = body["token"], body.get("reporter", "")
-        self.store.save_config(self.config)
+        for c in (self.config, self.saved_config):
+            c.token, c.reporter = body["token"], body.get("reporter", "")
+        self.store.save_config(self.saved_config)
 
     def upload(self, batch_size: int = MAX_BATCH) -> dict:
         """Upload queued tags in batches; keeps them queued when the server is unreachable."""

@@ -15,10 +15,16 @@ from tools.handset import Handset
 from tools.handset_store import LIST_KINDS
 
 
-def _handset(ctx: click.Context):
+def _handset(ctx: click.Context, remember: bool = False):
     o = ctx.obj
-    return Handset(o["state"], o["server"], root=o["root"], tofu=o["tofu"], channel=o["channel"],
-                   region=o["region"])
+    h = Handset(o["state"], o["server"], root=o["root"], tofu=o["tofu"], channel=o["channel"],
+                region=o["region"], remember=remember)
+    if h.created:
+        c = h.saved_config
+        click.echo(f"new handset state in {o['state']}: server {c.server_url or '(none)'}, channel {c.channel}, "
+                   f"region {c.region} (change with: callmark handset --state {o['state']} --server URL config "
+                   f"--save)", err=True)
+    return h
 
 
 def _errors(fn):
@@ -44,18 +50,25 @@ def _when(t: float) -> str:
 @click.option("--state", "state", default="./var/handset", show_default=True, envvar="CALLMARK_HANDSET_STATE",
               type=click.Path(file_okay=False), help="Handset state directory (created on first use).")
 @click.option("--server", "server", default=None, envvar="CALLMARK_SERVER",
-              help="Sync server URL (http://HOST:PORT) or an exports/ mirror directory; remembered.")
+              help="Sync server URL (http://HOST:PORT) or an exports/ mirror directory. Saved when the state "
+                   "is created; later, for this command only (`config --save` keeps it).")
 @click.option("--root", "root", default=None, type=click.Path(dir_okay=False),
               help="Trusted root.json shipped with the app (needed on the first sync).")
 @click.option("--trust-on-first-use", "tofu", is_flag=True,
               help="No --root: trust the server's root v1 on the first sync (demo only).")
-@click.option("--channel", default=None, help="Release channel (default stable; remembered).")
-@click.option("--region", default=None, help="Phone region, ISO code (default CN; remembered).")
+@click.option("--channel", default=None,
+              help="Release channel (default stable). Saved when the state is created; `config --save` changes it.")
+@click.option("--region", default=None,
+              help="Phone region, ISO code (default CN). Saved when the state is created; `config --save` changes "
+                   "it; given to label/tag alone it reads the number in that region for this command only.")
 @click.pass_context
 def command(ctx, state, server, root, tofu, channel, region):
     """The reference handset client: sync packs, label calls offline, queue and upload tags.
 
-    Example: callmark handset --state var/phone --server http://127.0.0.1:8080 --root exports/root/1.root.json sync
+    Settings (server, channel, region) are saved when the state directory is created; a flag given
+    later applies to that one command (`config --save` changes the saved settings).
+
+    Example: callmark handset --state var/phone --server exports --root exports/root/1.root.json sync
     """
     ctx.obj = {"state": state, "server": server, "root": root, "tofu": tofu, "channel": channel,
                "region": region}
@@ -91,17 +104,23 @@ def sync_cmd(ctx, force, as_json):
 @click.option("--time", "when", default=None, help="Call time, ISO-8601 or epoch seconds (default now).")
 @click.option("--verification", type=click.Choice(VERIFICATION), default="none", show_default=True,
               help="Network caller verification status.")
+@click.option("--record/--no-record", default=False, show_default=True,
+              help="Also record the call in the local call history (as a real incoming call would be); "
+                   "a lookup leaves the history alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.pass_context
 @_errors
-def label_cmd(ctx, number, ring_s, answered, in_contacts, when, verification, as_json):
+def label_cmd(ctx, number, ring_s, answered, in_contacts, when, verification, record, as_json):
     """Decide allow / label / warn / silence / reject for a call, offline, with the reasons.
+
+    A lookup by default: the call is recorded in the local history (which the call-bombing and
+    one-ring rules count) only with --record.
 
     Example: callmark handset --state var/phone label +8613812345678 --ring-s 1.5 --not-answered
     """
     with _handset(ctx) as h:
         d = h.label(number, ring_s=ring_s, answered=answered, in_contacts=in_contacts, time=when,
-                    verification=verification)
+                    verification=verification, record=record)
     text = (f"{d.action.upper()}" + (f"  {d.category}" if d.category else "")
             + (f"  ({d.company})" if d.company else "") + f"  confidence {d.confidence:.2f}"
             + "".join(f"\n  - [{r.step}] {r.detail}" for r in d.reasons)
@@ -185,6 +204,23 @@ def status_cmd(ctx):
     """
     with _handset(ctx) as h:
         click.echo(json.dumps(h.status(), indent=1, ensure_ascii=False, default=str))
+
+
+@command.command("config")
+@click.option("--save", is_flag=True,
+              help="Save the --server/--channel/--region given to `callmark handset` as the phone's settings.")
+@click.pass_context
+@_errors
+def config_cmd(ctx, save):
+    """Show the handset's saved settings, or save new ones with --save.
+
+    Example: callmark handset --state var/phone --server exports config --save
+    """
+    with _handset(ctx, remember=save) as h:
+        c = h.saved_config
+    click.echo(json.dumps({"state": ctx.obj["state"], "server_url": c.server_url, "channel": c.channel,
+                           "region": c.region, "pack_tier": c.pack_tier, "device_id": c.device_id,
+                           "registered": bool(c.token)}, indent=1))
 
 
 @command.command("list")
