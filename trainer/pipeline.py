@@ -13,7 +13,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import click
@@ -23,6 +23,7 @@ from callmark import sources as sources_lib
 from callmark.labels import FLAG_MODEL, read_labels
 from trainer import consensus as consensus_lib
 from trainer import consensus_sources, ingest, pack_regions, packs as packs_lib, sources
+from trainer.model.student import StudentConfig  # no TensorFlow at import time
 from trainer.model_labels import ModelLabelConfig, merge_model_labels
 
 BUILD_JSON = "build.json"
@@ -62,6 +63,66 @@ class BuildConfig:
     min_gain: float = 0.05  # recall over "pack alone" (same FPR budget) a model must add to ship
     engine: str = "numpy"  # numpy | spark: engine of the call-feature stage
     spark_master: str | None = None  # Spark master for engine=spark (default local[*])
+
+    @classmethod
+    def from_dict(cls, d: dict, **given) -> "BuildConfig":
+        """A BuildConfig from a JSON object (`callmark build --config FILE`), then `given` on top.
+
+        One format for every config file: build fields, plus the fields of ConsensusConfig,
+        PackConfig and ModelLabelConfig either flat (`{"min_reporters": 4}`, as `callmark
+        consensus --config` takes them) or nested in their section (`{"consensus": {...}}`).
+        Raises BuildError naming the first unknown key or bad value."""
+        own, sections = split_config(d)
+        cfg = cls(**dict(own, **{k: v for k, v in sections.items() if v}, **given))
+        check_sections(sections)
+        return cfg
+
+
+CONFIG_SECTIONS = {"consensus": consensus_lib.ConsensusConfig, "packs": packs_lib.PackConfig,
+                   "model_labels": ModelLabelConfig, "student_config": StudentConfig}
+
+
+def split_config(d) -> tuple[dict, dict[str, dict]]:
+    """Split a config object into BuildConfig fields and per-section overrides (see
+    BuildConfig.from_dict). A key both a build field and a section field (e.g. `region`) is the
+    build's, which passes it on."""
+    if not isinstance(d, dict):
+        raise BuildError("a config file must hold one JSON object of fields, e.g. {\"min_reporters\": 4}")
+    own_fields = {f.name for f in fields(BuildConfig)} - set(CONFIG_SECTIONS)
+    own, sections = {}, {name: {} for name in CONFIG_SECTIONS}
+    for key, value in d.items():
+        if key in CONFIG_SECTIONS:
+            if not isinstance(value, dict):
+                raise BuildError(f"config key {key!r} must be an object of {CONFIG_SECTIONS[key].__name__} fields")
+            sections[key].update(value)
+        elif key in own_fields:
+            own[key] = value
+        else:
+            homes = [name for name, c in CONFIG_SECTIONS.items() if key in {f.name for f in fields(c)}]
+            if not homes:
+                raise BuildError(f"unknown config key {key!r}; known keys: build: {', '.join(sorted(own_fields))}; "
+                                 + "; ".join(f"{name}: {', '.join(sorted(f.name for f in fields(c)))}"
+                                             for name, c in CONFIG_SECTIONS.items()))
+            if len(homes) > 1:
+                raise BuildError(f"config key {key!r} belongs to {' and '.join(homes)}; put it inside one of "
+                                 f"those objects, e.g. {{\"{homes[0]}\": {{\"{key}\": ...}}}}")
+            sections[homes[0]][key] = value
+    return own, sections
+
+
+def check_sections(sections: dict[str, dict]) -> None:
+    """Validate each section now (so a typo fails before ingest, naming the key)."""
+    for name, values in sections.items():
+        if not values:
+            continue
+        cls = CONFIG_SECTIONS[name]
+        try:
+            if hasattr(cls, "from_dict"):
+                cls.from_dict(dict(values))
+            else:
+                cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise BuildError(f"config {name}: {exc}") from None
 
 
 @dataclass

@@ -111,4 +111,4 @@ def test_cli_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
     r = CliRunner().invoke(command, ["--tags", str(tmp_path / "ok.csv"), "--out",
                                      str(tmp_path / "L.csv"), "--config",
                                      str(tmp_path / "cfg.json")])
-    assert r.exit_code != 0 and "unknown consensus config keys" in r.output
+    assert r.exit_code != 0 and "unknown config key 'halflife'" in r.output

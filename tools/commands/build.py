@@ -32,7 +32,9 @@ import click
                    "Spark is `callmark consensus --engine spark`.")
 @click.option("--spark-master", default=None, help="Spark master for --engine spark (default local[*]).")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="JSON with BuildConfig fields (consensus/packs/model_labels overrides).")
+              help="JSON object of build fields and consensus / pack / model-label fields, flat (the same "
+                   "file `callmark consensus --config` takes) or nested ({\"consensus\": {...}}); options "
+                   "given on the command line win.")
 def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of, out, version, region, regions,
             published_model, no_student, engine, spark_master, config_file):
     """Build a release: consensus → teacher → student → packs → deltas → evaluation.
@@ -51,16 +53,24 @@ def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of
     """
     from trainer.pipeline import BuildConfig, BuildError, build
 
-    extra = json.loads(open(config_file).read()) if config_file else {}
+    ctx = click.get_current_context()
+    given = {name: value for name, value in (
+        ("tags", list(tags) or None), ("data_dir", data_dir), ("calls", calls), ("calls_map", calls_map),
+        ("verified", verified), ("appeals", appeals), ("recycled", recycled), ("as_of", as_of), ("out", out),
+        ("version", version), ("region", region), ("published_model", published_model),
+        ("regions", [r for r in (regions or "").upper().split(",") if r.strip()] or None),
+        ("student", not no_student), ("engine", engine), ("spark_master", spark_master))
+        # an option left at its default does not override the config file
+        if ctx.get_parameter_source("no_student" if name == "student" else name).name != "DEFAULT"}
     try:
-        cfg = BuildConfig(**dict(extra, tags=list(tags) or None, data_dir=data_dir, calls=calls,
-                                 calls_map=calls_map, verified=verified,
-                                 appeals=appeals, recycled=recycled, as_of=as_of, out=out,
-                                 version=version, region=region, published_model=published_model,
-                                 regions=[r for r in (regions or "").upper().split(",") if r.strip()]
-                                 or None,
-                                 student=not no_student, engine=engine,
-                                 spark_master=spark_master))
+        extra = {}
+        if config_file:
+            try:
+                extra = json.loads(open(config_file, encoding="utf-8").read())
+            except ValueError as exc:
+                raise BuildError(f"--config {config_file}: not JSON ({exc})") from None
+        defaults = {"data_dir": data_dir, "out": out, "region": region}  # the CLI's documented defaults
+        cfg = BuildConfig.from_dict(dict(defaults, **extra) if isinstance(extra, dict) else extra, **given)
         result = build(cfg)
     except (BuildError, ValueError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -37,7 +37,8 @@ import click
 @click.option("--method", type=click.Choice(["em", "majority"]), default=None,
               help="em (default) or the majority-vote baseline.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="JSON file of ConsensusConfig fields (options above override it).")
+              help="JSON config file, the format `callmark build --config` takes: consensus fields flat "
+                   "or under \"consensus\" (build / pack fields in it are skipped); options above override it.")
 @click.option("--engine", type=click.Choice(["numpy", "spark"]), default="numpy", show_default=True,
               help="numpy: in this process. spark: ingest and vote reduction on Apache Spark "
                    "(CSV/JSONL/Parquet files or a Parquet directory; same model and output).")
@@ -68,6 +69,7 @@ def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confi
             except (OSError, ValueError) as exc:
                 raise click.ClickException(f"--config {config_path}: not a readable JSON file "
                                            f"({exc})")
+        cfg_dict = _consensus_fields(cfg_dict, config_path) if config_path else {}
         for name, value in (("min_reporters", min_reporters), ("half_life_days", half_life_days),
                             ("min_confidence", min_confidence), ("method", method)):
             if value is not None:
@@ -112,3 +114,16 @@ def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confi
             click.echo(f"  row {row_no}: {reason}: {excerpt}", err=True)
         click.echo(f"{result.summary()} -> {labels} ({t2 - t0:.2f}s)")
     sys.stdout.flush()
+
+
+def _consensus_fields(d, path: str) -> dict:
+    """The consensus part of a config file (one format for `build --config` and `consensus --config`)."""
+    from trainer.pipeline import BuildError, split_config
+    try:
+        own, sections = split_config(d)
+    except BuildError as exc:
+        raise click.ClickException(f"--config {path}: {exc}") from None
+    skipped = sorted(own) + sorted(k for name, v in sections.items() if name != "consensus" for k in v)
+    if skipped:
+        click.echo(f"--config {path}: not consensus settings, skipped here: {', '.join(skipped)}", err=True)
+    return sections["consensus"]
