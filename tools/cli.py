@@ -95,11 +95,16 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="callmark")
-def main():
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bars or counts on stderr (they are also off when stderr is not a terminal).")
+def main(quiet):
     """callmark: caller-ID labels from crowd reports, signed packs, an on-device model, a sync server.
 
     Example: callmark numbers normalize "+86 138-1234-5678" 95588 --json
     """
+    if quiet:
+        from callmark.progress import set_quiet
+        set_quiet()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`callmark demo` (`make demo`): the main job end to end on embedded defaults.
 
 Day 1: simulate a crowd, upload its tags through the real server API, build, sign and publish a
-release, sync a handset, label a day of simulated calls. Day 2: new tags, a new release, a delta
+release to beta and promote it to stable (as a maintainer would), sync a handset, label a day of simulated calls. Day 2: new tags, a new release, a delta
 sync, the next day's calls. Prints a summary table and where the evaluation report is.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 import requests
-from tqdm import tqdm
+from callmark.progress import bar
 
 from callmark.manifest import utcnow  # noqa: F401  (the client contract must import cleanly)
 
@@ -137,8 +137,8 @@ def upload_tags(server: Server, events: list[dict], tokens: dict[str, str]) -> d
         by_reporter.setdefault(ev["reporter"], []).append(ev)
     http = requests.Session()
     counts = {"acked": 0, "duplicates": 0, "devices": 0}
-    for reporter, evs in tqdm(sorted(by_reporter.items()), desc="upload tags", unit="device",
-                              mininterval=1.0):
+    for reporter, evs in bar(sorted(by_reporter.items()), desc="upload tags", unit="device",
+                             mininterval=1.0):
         if reporter not in tokens:
             r = http.post(server.url + "/v1/devices", json={"device_id": reporter, "platform": "demo"})
             r.raise_for_status()
@@ -218,8 +218,10 @@ def run_demo(cfg: DemoConfig) -> dict:
                                       as_of=cut.isoformat(), student=cfg.student,
                                       published_model=previous_model, seed=cfg.seed,
                                       eval_truth=str(sim / "truth.csv")))
-            manifest = release.publish_release(exports, built.pack_dir, built.delta_dirs, built.model_dir,
-                                               cfg.channel, keys, note=f"demo day {n}")
+            click.echo(f"== day {n}: publish to beta, promote to {cfg.channel}")
+            release.publish_release(exports, built.pack_dir, built.delta_dirs, built.model_dir, "beta", keys,
+                                    note=f"demo day {n}")
+            manifest = release.promote(exports, keys, "beta", cfg.channel)
             lookup = load_lookup_labels(server, built.labels_csv, manifest.version)
             previous_model = built.model_dir or previous_model
             click.echo(f"== day {n}: handset sync and a day of calls")
@@ -382,6 +384,10 @@ def _exit_on_signal(signum, frame):
 @click.option("--port", default=0, show_default=True, help="Server port on 127.0.0.1 (0: a free one).")
 def command(workdir, exports, keys, days, users, seed, calls_per_day, no_student, serve, port):
     """Run the main job end to end: simulate, upload, build, sign, publish, sync, label; twice.
+
+    `make demo` runs it with the defaults. Afterwards var/demo holds the simulation (sim/), the
+    server store (store/), the builds (builds/v1, builds/v2) and the handset (handset/); exports/
+    the signed releases (beta, promoted to stable); var/keys the signing keys.
 
     Example: callmark demo --days 9 --users 3000
 

@@ -82,7 +82,7 @@ def command(ctx, state, server, root, tofu, channel, region):
 def sync_cmd(ctx, force, as_json):
     """Fetch and verify the signed manifest, then a delta or the full pack, and the model.
 
-    Example: callmark handset --state var/phone --server http://127.0.0.1:8080 sync --force
+    Example: callmark handset --state var/phone sync --force
     """
     with _handset(ctx) as h:
         r = h.sync(force=force)
@@ -180,7 +180,7 @@ def upload_cmd(ctx, batch, as_json):
 def replay_cmd(ctx, calls_csv, truth, limit, as_json):
     """Label a stream of calls (simulator calls.csv) and print a summary with timings.
 
-    Example: callmark handset --state var/phone replay var/sim/calls.csv --truth var/sim/truth.csv
+    Example: callmark handset --state var/phone replay var/demo/calls-day2.csv --truth var/demo/sim/truth.csv
     """
     with _handset(ctx) as h:
         r = h.replay(calls_csv, limit=limit, truth_csv=truth)
@@ -214,7 +214,7 @@ def status_cmd(ctx):
 def config_cmd(ctx, save):
     """Show the handset's saved settings, or save new ones with --save.
 
-    Example: callmark handset --state var/phone --server exports config --save
+    Example: callmark handset --state var/phone config
     """
     with _handset(ctx, remember=save) as h:
         c = h.saved_config

@@ -133,7 +133,7 @@ def simulate(out_dir, days: int = 14, users: int = 1000, seed: int = 0, *, progr
 
 def run(config: SimConfig, out_dir, progress: bool = False) -> dict:
     """Simulate with a ready SimConfig; see `simulate`."""
-    from tqdm import tqdm
+    from callmark.progress import bar as progress_bar
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -149,7 +149,7 @@ def run(config: SimConfig, out_dir, progress: bool = False) -> dict:
     by_role = Counter()
     try:
         writer.calls.write(CALLS_HEADER + "\n")
-        bar = tqdm(range(config.days), desc="simulate", unit="day", disable=not progress)
+        bar = progress_bar(range(config.days), desc="simulate", unit="day", disable=not progress)
         for day in bar:
             batch = population.day_calls(day)
             order = np.argsort(batch["t"], kind="stable")
@@ -301,7 +301,7 @@ def command(days, users, seed, out_dir, calls_per_day, subscribers, fake_blocs, 
             colluder_blocs, start, quiet, as_json):
     """Simulate a crowd: callers with ground truth, call records and user tags.
 
-    Example: callmark simulate --days 7 --users 2000 --seed 1 --out data/sim
+    Example: callmark simulate --days 5 --users 800 --seed 1 --out var/sim
     """
     try:
         summary = simulate(out_dir, days, users, seed, progress=not quiet,

@@ -120,8 +120,8 @@ def aggregate_calls(calls_csv, chunk_rows: int = 250_000, progress: bool = False
     hrs = _KeyCounter(1)  # calls placed per (number, absolute hour)
     chunks = iter_call_chunks(calls_csv, chunk_rows)
     if progress:
-        from tqdm import tqdm
-        chunks = tqdm(chunks, unit="chunk", desc="aggregate")
+        from callmark.progress import bar
+        chunks = bar(chunks, unit="chunk", desc="aggregate")
     rows = 0
     for ch in chunks:
         rows += len(ch["caller"])

@@ -24,7 +24,7 @@ from itertools import islice, repeat
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from callmark import safejson
+from callmark import progress, safejson
 from callmark.numbers import key_of
 from trainer.ingest_columns import CATEGORY_CODES, MS_THRESHOLD, Builder, TagEvents, parse_bool, parse_ts
 
@@ -117,10 +117,44 @@ class BadRowReport:
         return cls(d["rows"], counts, [(int(a), str(b), str(c)) for a, b, c in d.get("samples", [])])
 
 
-def _open_text(path: Path):
+class _Counted(io.RawIOBase):
+    """A raw file that reports the bytes read (of the file on disk, compressed or not)."""
+
+    def __init__(self, raw, update):
+        self.raw, self.update = raw, update
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self.raw.readinto(b)
+        if n:
+            self.update(n)
+        return n
+
+    def seekable(self):
+        return self.raw.seekable()
+
+    def seek(self, pos, whence=io.SEEK_SET):
+        return self.raw.seek(pos, whence)
+
+    def tell(self):
+        return self.raw.tell()
+
+    def close(self):
+        self.raw.close()
+        super().close()
+
+
+def _open_text(path: Path, update=None):
+    """The file as text; `update(n_bytes)` is called as bytes are read from disk (progress)."""
+    raw = open(path, "rb", buffering=0)
+    if update is not None:
+        raw = _Counted(raw, update)
+    buffered = io.BufferedReader(raw, 1 << 20)
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
+        return io.TextIOWrapper(gzip.open(buffered, "rb"), encoding="utf-8", errors="replace", newline="")
+    return io.TextIOWrapper(buffered, encoding="utf-8", errors="replace", newline="")
 
 
 @contextlib.contextmanager
@@ -151,7 +185,7 @@ def _kind(path: Path) -> str:
 
 
 def _read_csv(path: Path, b: Builder, report: BadRowReport, columns: dict[str, str] | None) -> None:
-    with _open_text(path) as f:
+    with progress.bytes_bar(path.stat().st_size, f"read {path.name}") as update, _open_text(path, update) as f:
         first = f.readline()
         if not first.strip():
             return

@@ -23,6 +23,7 @@ from callmark import sources as sources_lib
 from callmark.labels import FLAG_MODEL, read_labels
 from trainer import consensus as consensus_lib
 from trainer import consensus_sources, ingest, pack_regions, packs as packs_lib, sources
+from trainer.evaluate import GATE_MARGIN, MIN_GAIN
 from trainer.model.student import StudentConfig  # no TensorFlow at import time
 from trainer.model_labels import ModelLabelConfig, merge_model_labels
 
@@ -53,14 +54,14 @@ class BuildConfig:
     deltas_back: int = 5  # versions back to build deltas from
     student: bool = True  # train the on-device student (needs calls)
     published_model: str | None = None  # model dir of the published release, for the gate
-    gate_margin: float = 0.02  # AUC the candidate may lose against the published model
+    gate_margin: float = GATE_MARGIN  # AUC the candidate may lose against the published model
     seed: int = 0
     consensus: dict = field(default_factory=dict)  # ConsensusConfig overrides
     packs: dict = field(default_factory=dict)  # PackConfig overrides
     model_labels: dict = field(default_factory=dict)  # ModelLabelConfig overrides
     student_config: dict = field(default_factory=dict)  # StudentConfig overrides
     eval_truth: str | None = None  # ground truth for the evaluation (simulations); default: release labels
-    min_gain: float = 0.05  # recall over "pack alone" (same FPR budget) a model must add to ship
+    min_gain: float = MIN_GAIN  # recall over "pack alone" (same FPR budget) a model must add to ship
     engine: str = "numpy"  # numpy | spark: engine of the call-feature stage
     spark_master: str | None = None  # Spark master for engine=spark (default local[*])
 
@@ -386,6 +387,21 @@ def student_stage(cfg: BuildConfig, labels_csv: Path, events, side: dict, scores
     return str(student.train_student(str(data), str(build_dir / "model"), config, teacher_scores=scores))
 
 
+def student_or_skip(*args, stats: dict, echo) -> str | None:
+    """`student_stage(*args)`, or None with the reason in stats["student"] when the data cannot
+    train one (e.g. too few settled labels in a small crowd): the release still ships its packs."""
+    try:
+        return student_stage(*args)
+    except Exception as exc:
+        from trainer.model.student import StudentError
+        if not isinstance(exc, StudentError):
+            raise
+        stats["student"] = f"skipped: {exc}"
+        echo(f"      no on-device model this build: {exc} (the packs still ship)")
+        return None
+
+
+
 HEADLINE = ("recall_not_in_pack", "gain_over_pack", "pack_alone", "pack_plus_model", "warn_risk", "risk_auc",
             "risk_ece", "events", "max_fpr")
 
@@ -492,8 +508,8 @@ def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
         teacher_dir, scores = teacher_stage(table, labels_csv, build_dir, cfg)
         stats.update(model_labels_stage(labels_csv, table, scores, side, cfg))
     with progress.stage("student"):
-        model_dir = student_stage(cfg, labels_csv, events, side, scores, build_dir,
-                                  [(n, len(e)) for n, e in inputs.groups.items()])
+        model_dir = student_or_skip(cfg, labels_csv, events, side, scores, build_dir,
+                                    [(n, len(e)) for n, e in inputs.groups.items()], stats=stats, echo=echo)
     with progress.stage("evaluation"):
         model_dir, report = gated_evaluation(model_dir, cfg, build_dir, stats, echo)
     with progress.stage("packs"):

@@ -40,9 +40,10 @@ def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of
     """Build a release: consensus → teacher → student → packs → deltas → evaluation.
 
     Each event's source profile (callmark/sources.py) picks its consensus policy; one release
-    holds full/lite packs for every region.
+    holds full/lite packs for every region. Builds go to var/builds/v<N> (N: one more than the newest
+    there); `callmark publish --build` takes one.
 
-    Example: callmark build --tags sim/tags.jsonl --calls sim/calls.csv --verified sim/verified.csv
+    Example: callmark build --tags var/demo/sim/tags.jsonl --calls var/demo/sim/calls.csv --verified var/demo/sim/verified.csv
 
     An operator's export: --calls cdr.parquet --calls-map caller=other_party,callee=subscriber_id
 

@@ -52,11 +52,12 @@ def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confi
 
     Example:
 
-      callmark consensus --tags TAGS.csv --out LABELS.csv --as-of 2026-03-16T00:00:00Z
+      callmark consensus --tags var/demo/sim/tags.jsonl --out var/labels.csv
       --min-reporters 3 --half-life-days 125
 
       callmark consensus --engine spark --spark-master 'local[2]' --tags events/ --out LABELS.csv
     """
+    from callmark.progress import heartbeat
     from trainer import consensus as C
     from trainer import ingest as I
 
@@ -95,7 +96,8 @@ def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confi
             except S.SparkEngineError as exc:
                 raise click.ClickException(str(exc))
         else:
-            result = C.run(events, cfg, as_of=as_of_ts, **side)
+            with heartbeat(f"consensus over {len(events):,} tag events"):
+                result = C.run(events, cfg, as_of=as_of_ts, **side)
         labels, ranges = result.write_csv(out_path)
     except (I.IngestError, C.ConsensusConfigError) as exc:
         raise click.ClickException(str(exc))

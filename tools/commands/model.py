@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from trainer.evaluate import GATE_MARGIN, MIN_GAIN
+
 
 def _clean_errors(fn):
     """Turn the library's input errors into one-line CLI errors (no tracebacks)."""
@@ -37,7 +39,7 @@ def _clean_errors(fn):
 def teacher_group():
     """Server-side call-behaviour teacher (LightGBM blend) on per-number feature tables.
 
-    Example: callmark teacher fit --table train.csv --id-column phone_no_m --label-column label --out teacher/
+    Example: callmark teacher cv --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --label-column label
     """
 
 
@@ -51,7 +53,7 @@ def teacher_group():
 def teacher_fit(table, id_column, label_column, out, seed):
     """Fit the teacher on a labelled feature table.
 
-    Example: callmark teacher fit --table train.csv --id-column phone_no_m --label-column label --out /tmp/teacher
+    Example: callmark teacher fit --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --label-column label --out var/teacher
     """
     from trainer.model import teacher
 
@@ -73,7 +75,7 @@ def teacher_fit(table, id_column, label_column, out, seed):
 def teacher_score(model_dir, table, id_column, out, allow_missing_features):
     """Score numbers: writes id,score (score = probability of harmful).
 
-    Example: callmark teacher score --model /tmp/teacher --table test.csv --id-column phone_no_m --out scores.csv
+    Example: callmark teacher score --model var/teacher --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --out var/scores.csv
     """
     from trainer.model import teacher
 
@@ -104,7 +106,7 @@ def teacher_cv(table, id_column, label_column, folds):
 def model_group():
     """On-device student model: train, evaluate, gate, replay test vectors.
 
-    Example: callmark model replay --model build/model
+    Example: callmark model replay --model var/demo/builds/v1/model
     """
 
 
@@ -123,7 +125,7 @@ def model_group():
 def model_train(data_dir, out, labels_csv, epochs, no_distill, do_eval, published, calls_file, calls_map):
     """Train the student, convert to int8 TFLite, check it, emit test vectors (and a report).
 
-    Example: callmark model train --data /tmp/sim --out /tmp/model
+    Example: callmark model train --data var/demo/sim --out var/model --epochs 2
     """
     from trainer.model.student import StudentConfig, train_student
 
@@ -173,7 +175,7 @@ def _stage_calls(data_dir: str, calls_file: str | None, calls_map: str | None, s
 def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv):
     """Write report.md + PNGs (ROC/PR per class, confusion, calibration, thresholds) into the model dir.
 
-    Example: callmark model evaluate --model /tmp/model --data /tmp/sim --published exports/current-model
+    Example: callmark model evaluate --model var/demo/builds/v2/model --data var/demo/sim --published var/demo/builds/v1/model
     """
     from trainer.evaluate import evaluate
 
@@ -188,15 +190,16 @@ def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv):
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
               help="Both models are scored on this directory's held-out calls, in this run.")
 @click.option("--truth", "truth_csv", type=click.Path(dir_okay=False), help="Truth file instead of DATA/truth.csv.")
-@click.option("--margin", default=0.02, show_default=True, help="Allowed drop against the published model.")
-@click.option("--min-gain", default=0.05, show_default=True, help="Recall over pack alone a model must add.")
+@click.option("--margin", default=GATE_MARGIN, show_default=True,
+              help="Allowed drop against the published model (the margin `callmark build` uses).")
+@click.option("--min-gain", default=MIN_GAIN, show_default=True, help="Recall over pack alone a model must add.")
 @_clean_errors
 def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain):
     """Refuse a candidate that breaks the feature contract, adds too little over the pack alone, or
     regresses beyond --margin against the published model on the same calls. The verdict and report
     are written into the candidate only.
 
-    Example: callmark model gate --candidate /tmp/model --published exports/current-model --data /tmp/sim
+    Example: callmark model gate --candidate var/demo/builds/v2/model --published var/demo/builds/v1/model --data var/demo/sim
     """
     from trainer.evaluate import gate
 
@@ -209,7 +212,7 @@ def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain):
 def model_replay(model_dir):
     """Replay test_vectors.json through LiteRT, as a phone would.
 
-    Example: callmark model replay --model /tmp/model
+    Example: callmark model replay --model var/demo/builds/v1/model
     """
     from callmark.model import replay_test_vectors
 

@@ -17,7 +17,7 @@ def _fail(exc: Exception):
 def command():
     """Label packs: build, delta, apply, install, compact, stats.
 
-    Example: callmark pack build --labels out/labels.csv --version 3 --out exports/packs/v3
+    Example: callmark pack build --labels var/demo/builds/v2/labels.csv --version 3 --out var/packs/v3
     """
 
 
@@ -37,7 +37,7 @@ def command():
 def build_cmd(labels, version, out, region, lite_budget, no_lite, no_provinces, built_at):
     """Build full, lite and province packs (SQLite + wire form) from LABELS.csv.
 
-    Example: callmark pack build --labels labels.csv --version 3 --out packs/v3
+    Example: callmark pack build --labels var/labels.csv --version 4 --out var/packs/v4
     """
     from trainer.packs import PackConfig
     from trainer.pack_regions import build_region_packs, read_region_labels
@@ -62,7 +62,7 @@ def build_cmd(labels, version, out, region, lite_budget, no_lite, no_provinces, 
 def delta_cmd(old, new, out):
     """Write deltas from version A to B for every pack in both directories.
 
-    Example: callmark pack delta --old packs/v2 --new packs/v3 --out deltas/v2-v3
+    Example: callmark pack delta --old var/packs/v3 --new var/packs/v4 --out var/deltas/v3-v4
     """
     from trainer.packs import make_deltas
     try:
@@ -101,7 +101,7 @@ def apply_cmd(pack, delta):
     every row rehashed against its stored state hash): a pack whose rows were edited behind its meta
     table is refused, not patched.
 
-    Example: callmark pack apply --pack CN-full-v2.sqlite --delta deltas/v2-v3
+    Example: callmark pack apply --pack var/packs/v3/CN-full-v3.sqlite --delta var/deltas/v3-v4
     """
     from callmark import pack_layers
     from callmark.pack import apply_delta, read_pack_meta, verify_pack
@@ -168,7 +168,7 @@ def compact_cmd(pack):
 def stats_cmd(as_json, path):
     """Figures of a pack directory, a delta directory, a .sqlite pack or a wire blob.
 
-    Example: callmark pack stats --json packs/v3
+    Example: callmark pack stats --json var/packs/v3
     """
     from trainer.packs import stats
     try:

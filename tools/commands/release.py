@@ -64,8 +64,8 @@ def publish_cmd(exports, keys, build_dir, pack_dir, delta_dirs, model_dir, chann
 
     The release's regions are added or updated; other regions' packs stay.
 
-    Example: callmark publish --build var/builds/v12 --channel beta
-    (or: callmark publish --packs build/packs --delta build/delta-11-12 --model build/model --channel beta)
+    Example: callmark publish --build var/demo/builds/v2
+    callmark publish --packs var/demo/builds/v2/packs --delta var/demo/builds/v2/deltas/from-v1 --model var/demo/builds/v2/model --channel beta
     """
     from publisher import publish_release
     if build_dir:
@@ -130,7 +130,7 @@ def rollout_cmd(exports, keys, channel, percent, expires_days):
 def rollback_cmd(exports, keys, channel, to_version, expires_days):
     """Roll a channel back: a new, higher version pointing at an older release's artefacts.
 
-    Example: callmark rollback --channel stable --to-version 3
+    Example: callmark rollback --channel stable
     """
     from publisher import rollback
     _say(rollback(exports, keys, channel, to_version, expires_days), "rolled back")
@@ -179,7 +179,7 @@ def gc_cmd(exports, window_versions, window_days, dry_run):
 def verify_cmd(exports_dir, root_file):
     """Verify an exports dir from the root of trust; exit 1 naming each problem.
 
-    Example: callmark verify exports --root app/assets/root.json
+    Example: callmark verify exports --root exports/root/1.root.json
     """
     from callmark.updater import verify_exports
     r = verify_exports(exports_dir, root_file)
@@ -217,7 +217,7 @@ def history_cmd(exports, channel, as_json):
 def keys_group():
     """Manage signing keys: offline root keys (m-of-n) and the online manifest key.
 
-    Example: callmark keys init --dir var/keys --threshold 2 --roots 3
+    Example: callmark keys init --dir var/new-keys --threshold 2 --roots 3
     """
 
 
@@ -232,7 +232,7 @@ def keys_group():
 def keys_init(keys_dir, threshold, roots, force):
     """Create root keys, an online key and root v1 (demo: keep root keys offline in production).
 
-    Example: callmark keys init --dir var/keys --threshold 2 --roots 3
+    Example: callmark keys init --dir var/other-keys --threshold 2 --roots 3
     """
     from publisher import init_keys
     r = init_keys(keys_dir, threshold, roots, force=force)
@@ -255,7 +255,7 @@ def keys_init(keys_dir, threshold, roots, force):
 def keys_rotate(keys_dir, online, rotate_root, threshold, roots, exports):
     """Write the next root version (new online and/or root keys, or just a renewed expiry).
 
-    Example: callmark keys rotate --dir var/keys --root --exports exports
+    Example: callmark keys rotate --dir var/keys --exports exports
     """
     from publisher import rotate_keys, sync_keys
     r = rotate_keys(keys_dir, online=online, root=rotate_root, threshold=threshold, roots=roots)

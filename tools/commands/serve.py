@@ -76,7 +76,9 @@ def command(host, port, workers, threads, data_dir, exports_dir, access_log):
 
     All other settings come from CALLMARK_* environment variables (see docs/http-api.md).
 
-    Example: CALLMARK_ADMIN_KEY=cmk_me_secret callmark serve --port 8080 --workers 2
+    Set CALLMARK_ADMIN_KEY to bootstrap an admin API key. GET / lists /docs, /openapi.json and the health checks.
+
+    Example: callmark serve --port 8080 --workers 2
     """
     if data_dir:
         os.environ["CALLMARK_DATA_DIR"] = data_dir
