@@ -27,9 +27,14 @@ def set_quiet(quiet: bool = True) -> None:
         os.environ.pop(QUIET_ENV, None)
 
 
+def quiet() -> bool:
+    """True under `callmark --quiet` (CALLMARK_QUIET=1)."""
+    return os.environ.get(QUIET_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def enabled(stream=None) -> bool:
     """True when progress may be shown: not quiet and `stream` (stderr) is a terminal."""
-    if os.environ.get(QUIET_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+    if quiet():
         return False
     stream = sys.stderr if stream is None else stream
     try:

@@ -286,7 +286,7 @@ def teacher_stage(table, labels_csv: Path, build_dir: Path, cfg: BuildConfig):
     fit_rows = np.flatnonzero(y >= 0)
     positives = int((y[fit_rows] == 1).sum())
     if positives < 10 or len(fit_rows) - positives < 10:
-        click.echo(f"      too few settled labels for the teacher ({positives} harmful); skipped")
+        click.echo(f"      too few settled labels for the teacher ({positives} harmful); skipped", err=True)
         return None, None
     sub = FeatureTable(ids=[table.ids[i] for i in fit_rows], names=table.names, X=table.X[fit_rows],
                        y=y[fit_rows])
@@ -465,7 +465,7 @@ def deltas_stage(pack_dir: str, version: int, cfg: BuildConfig) -> list[str]:
         try:
             packs_lib.make_deltas(str(old_packs), pack_dir, str(delta_dir))
         except packs_lib.PackError as exc:
-            click.echo(f"      no delta from v{old.version}: {exc}")
+            click.echo(f"      no delta from v{old.version}: {exc}", err=True)
             continue
         out.append(str(delta_dir))
     return out

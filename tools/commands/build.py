@@ -43,6 +43,8 @@ def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of
     holds full/lite packs for every region. Builds go to var/builds/v<N> (N: one more than the newest
     there); `callmark publish --build` takes one.
 
+    Stage lines and their times go to stderr (none under `callmark -q`); stdout is one JSON line.
+
     Example: callmark build --tags var/demo/sim/tags.jsonl --calls var/demo/sim/calls.csv --verified var/demo/sim/verified.csv
 
     An operator's export: --calls cdr.parquet --calls-map caller=other_party,callee=subscriber_id
@@ -72,7 +74,9 @@ def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of
                 raise BuildError(f"--config {config_file}: not JSON ({exc})") from None
         defaults = {"data_dir": data_dir, "out": out, "region": region}  # the CLI's documented defaults
         cfg = BuildConfig.from_dict(dict(defaults, **extra) if isinstance(extra, dict) else extra, **given)
-        result = build(cfg)
+        from callmark.progress import quiet
+        # stage lines go to stderr (stdout is the result, one JSON line); none under --quiet
+        result = build(cfg, echo=(lambda *_: None) if quiet() else (lambda m: click.echo(m, err=True)))
     except (BuildError, ValueError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     st = result.stats

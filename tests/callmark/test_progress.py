@@ -1,0 +1,52 @@
+"""Progress goes to stderr, only on a terminal, never under --quiet."""
+import io
+
+from click.testing import CliRunner
+
+from callmark import progress
+from tools.cli import main
+
+
+class TTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_enabled_only_on_a_terminal_and_not_quiet(monkeypatch):
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    assert progress.enabled(TTY()) and not progress.enabled(io.StringIO())
+    monkeypatch.setenv(progress.QUIET_ENV, "1")
+    assert not progress.enabled(TTY()) and progress.quiet()
+
+
+def test_bar_draws_on_a_terminal_stderr(monkeypatch):
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    err = TTY()
+    monkeypatch.setattr("sys.stderr", err)
+    assert list(progress.bar(range(3), desc="count", mininterval=0)) == [0, 1, 2]
+    assert "count" in err.getvalue()
+    monkeypatch.setenv(progress.QUIET_ENV, "1")
+    err2 = TTY()
+    monkeypatch.setattr("sys.stderr", err2)
+    list(progress.bar(range(3), desc="count"))
+    with progress.heartbeat("step", every_s=0.01):
+        pass
+    assert err2.getvalue() == ""
+
+
+def test_root_quiet_flag_sets_the_environment(monkeypatch):
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    r = CliRunner().invoke(main, ["-q", "numbers", "normalize", "95588"])
+    assert r.exit_code == 0, r.output
+    assert progress.quiet()
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+
+
+def test_heartbeat_reports_the_step(monkeypatch):
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    err = TTY()
+    monkeypatch.setattr("sys.stderr", err)
+    import time
+    with progress.heartbeat("consensus", every_s=0.02):
+        time.sleep(0.1)
+    assert "consensus …" in err.getvalue() and "consensus done in" in err.getvalue()
