@@ -94,7 +94,8 @@ def store_exists(data_dir: str | Path) -> bool:
 def _store_rows(data_dir: str) -> Iterator[tuple[int, Any]]:
     from server import store  # the Flask-free store module (tests/test_layering.py checks it)
     if not store_exists(data_dir):
-        raise SourceError(f"no store at {data_dir}; upload tags to a server or pass --tags FILE")
+        raise SourceError(f"no store at {data_dir}; pass --data-dir DIR of a server that took tags (the "
+                          f"demo's is var/demo/store) or --tags FILE")
     yield from enumerate(store.iter_tag_events(data_dir), 1)
 
 

@@ -173,11 +173,11 @@ def gc_cmd(exports, window_versions, window_days, dry_run):
 
 
 @click.command("verify")
-@click.argument("exports_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("exports_dir", default="exports", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False),
               help="Trusted root to start from (default EXPORTS_DIR/root/1.root.json).")
 def verify_cmd(exports_dir, root_file):
-    """Verify an exports dir from the root of trust; exit 1 naming each problem.
+    """Verify an exports dir (default: exports) from the root of trust; exit 1 naming each problem.
 
     Example: callmark verify exports --root exports/root/1.root.json
     """
