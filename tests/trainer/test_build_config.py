@@ -67,3 +67,10 @@ def test_build_config_errors_and_precedence(sim, tmp_path):
     assert r.exit_code == 0, r.output
     built = json.loads(r.output.strip().splitlines()[-1])
     assert built["version"] == 9 and built["build_dir"].startswith(str(tmp_path / "fromfile"))
+
+
+def test_one_gate_margin_for_build_and_model_gate():
+    from tools.commands.model import COMMANDS
+    from trainer.evaluate import GATE_MARGIN
+    margin = next(p for p in COMMANDS["model"].commands["gate"].params if p.name == "margin")
+    assert BuildConfig().gate_margin == margin.default == GATE_MARGIN
