@@ -369,7 +369,7 @@ def iter_rows(path: str | Path, kind: str | None = None) -> Iterator[tuple[int, 
 
 def _jsonl_rows(path: Path) -> Iterator[Any]:
     """Parsed JSONL objects; unparseable lines come back as `BadRow` markers (blank lines skipped)."""
-    with _open_text(path) as f:
+    with progress.bytes_bar(path.stat().st_size, f"read {path.name}") as update, _open_text(path, update) as f:
         while True:
             lines = list(islice(f, 20_000))
             if not lines:
