@@ -134,7 +134,7 @@ def apply_cmd(pack, delta):
 def install_cmd(wire, pack, state_hash):
     """Expand a full pack into a layered pack directory, as a phone keeps it (new base, no overlays).
 
-    Example: callmark pack install --wire packs/v3/CN-full-v3.pack --pack phone/CN-full
+    Example: callmark pack install --wire var/packs/v3/CN-full-v3.pack --pack var/phone-pack/CN-full
     """
     from callmark import pack_layers
     try:
@@ -151,7 +151,7 @@ def install_cmd(wire, pack, state_hash):
 def compact_cmd(pack):
     """Merge a layered pack's overlays into a new base now (same state; deltas do it by policy).
 
-    Example: callmark pack compact --pack phone/CN-full
+    Example: callmark pack compact --pack var/phone-pack/CN-full
     """
     from callmark import pack_layers
     try:
