@@ -74,3 +74,17 @@ def test_one_gate_margin_for_build_and_model_gate():
     from trainer.evaluate import GATE_MARGIN
     margin = next(p for p in COMMANDS["model"].commands["gate"].params if p.name == "margin")
     assert BuildConfig().gate_margin == margin.default == GATE_MARGIN
+
+
+def test_a_student_the_data_cannot_train_is_skipped_not_a_crash(sim, tmp_path, monkeypatch):
+    import trainer.pipeline as P
+    from trainer.model.student import StudentError
+
+    def refuse(*a, **kw):
+        raise StudentError("the teacher needs both harmful and honest numbers in the data")
+
+    monkeypatch.setattr(P, "student_stage", refuse)
+    res = P.build(BuildConfig(tags=str(sim / "tags.jsonl"), calls=str(sim / "calls.csv"), out=str(tmp_path)),
+                  echo=lambda *_: None)
+    assert res.model_dir is None and res.stats["student"].startswith("skipped: the teacher needs")
+    assert (tmp_path / "v1" / "packs" / "index.json").exists()  # the packs still ship
