@@ -39,7 +39,7 @@ def _clean_errors(fn):
 def teacher_group():
     """Server-side call-behaviour teacher (LightGBM blend) on per-number feature tables.
 
-    Example: callmark teacher cv --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --label-column label
+    Example: callmark teacher cv --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --label-column label --folds 3
     """
 
 
@@ -94,7 +94,7 @@ def teacher_score(model_dir, table, id_column, out, allow_missing_features):
 def teacher_cv(table, id_column, label_column, folds):
     """Cross-validate the teacher beside logistic regression and a gradient-boosted tree.
 
-    Example: callmark teacher cv --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --label-column label
+    Example: callmark teacher cv --table ../shared/data/sichuan-cdr/train.csv --id-column phone_no_m --label-column label --folds 3
     """
     from trainer.model import teacher
 
