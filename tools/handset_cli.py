@@ -19,11 +19,11 @@ def _handset(ctx: click.Context, remember: bool = False):
     o = ctx.obj
     h = Handset(o["state"], o["server"], root=o["root"], tofu=o["tofu"], channel=o["channel"],
                 region=o["region"], remember=remember)
-    if h.created:
+    if h.created:  # said once the command has done its work (an error stays one line)
         c = h.saved_config
-        click.echo(f"new handset state in {o['state']}: server {c.server_url or '(none)'}, channel {c.channel}, "
-                   f"region {c.region} (change with: callmark handset --state {o['state']} --server URL config "
-                   f"--save)", err=True)
+        o["created_note"] = (f"new handset state in {o['state']}: server {c.server_url or '(none)'}, channel "
+                             f"{c.channel}, region {c.region} (change with: callmark handset --state {o['state']} "
+                             f"--server URL config --save)")
     return h
 
 
@@ -32,9 +32,13 @@ def _errors(fn):
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
-            return fn(*a, **kw)
+            result = fn(*a, **kw)
         except (CallmarkError, ManifestError, OSError) as e:
             raise click.ClickException(f"{type(e).__name__}: {e}") from None
+        note = (click.get_current_context().obj or {}).pop("created_note", None)
+        if note:
+            click.echo(note, err=True)
+        return result
     return wrapper
 
 
