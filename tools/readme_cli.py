@@ -43,28 +43,31 @@ def summary(cmd: click.Command) -> str:
 
 
 def examples(cmd: click.Command) -> list[str]:
-    """The `callmark …` command lines of the help's "Example:" paragraph. A line that starts with
-    `callmark` begins an example, an indented line without it continues the previous one."""
+    """The `callmark …` command lines after "Example:" / "Examples:". A line that starts with
+    `callmark` begins an example, a line right below it without `callmark` continues it, and prose
+    after a blank line ends the examples."""
     lines = (cmd.help or "").splitlines()
     out: list[str] = []
-    on = False
+    on, after_blank = False, False
     for line in lines:
         s = line.strip()
-        if s.startswith("Example:") or s.startswith("Examples:"):
-            on = True
-            s = s.split(":", 1)[1].strip()
+        if s.startswith(("Example:", "Examples:")) or s.endswith(("Example:", "Examples:")):
+            on, after_blank = True, False
+            s = s.split("Example", 1)[1].split(":", 1)[1].strip()
             if not s:
                 continue
         elif not on:
             continue
         if not s:
-            if out:
-                on = False
+            after_blank = True
             continue
         if s.startswith("callmark "):
             out.append(s)
-        elif out:
+        elif out and not after_blank:
             out[-1] += " " + s
+        else:  # prose after a blank line ends the examples
+            on = False
+        after_blank = False
     return out
 
 

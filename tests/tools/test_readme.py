@@ -29,7 +29,7 @@ def test_every_command_has_an_example_of_itself():
 
 
 def test_examples_parse_continuation_lines():
-    cmd = click.Command("x", help="Do it.\n\nExample:\n\n  callmark a --b 1\n  --c 2\n  callmark d\n\nMore text.")
+    cmd = click.Command("x", help="Do it. Examples:\n\n  callmark a --b 1\n  --c 2\n\n  callmark d\n\nMore text.\n  callmark no")
     assert readme_cli.examples(cmd) == ["callmark a --b 1 --c 2", "callmark d"]
 
 

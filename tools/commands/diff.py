@@ -21,9 +21,9 @@ def command(old, new, top, min_confidence_change, as_json, out):
     OLD and NEW are build directories, pack directories, exports directories with an optional
     :channel and @version, or manifest files.
 
-    Example: callmark diff var/builds/v1 var/builds/v2
+    Example: callmark diff var/demo/builds/v1 var/demo/builds/v2
 
-    Example: callmark diff exports:stable@3 exports:stable --json
+    Example: callmark diff exports:stable@1 exports:stable --json
     """
     from publisher.diff import DiffError, release_diff
     try:
