@@ -61,7 +61,7 @@ def test_build_config_errors_and_precedence(sim, tmp_path):
     bad.write_text(json.dumps({"min_reporter": 2}))
     r = run(main, ["build", "--tags", str(sim / "tags.jsonl"), "--out", str(tmp_path / "b"), "--config", str(bad)])
     assert r.exit_code == 1 and "'min_reporter'" in r.output and "Traceback" not in r.output
-    (tmp_path / "v.json").write_text(json.dumps({"version": 7, "out": str(tmp_path / "fromfile")}))
+    (tmp_path / "v.json").write_text(json.dumps({"version": 7, "out": str(tmp_path / "fromfile"), "min_reporters": 1}))
     r = run(main, ["build", "--tags", str(sim / "tags.jsonl"), "--no-student", "--version", "9",
                    "--config", str(tmp_path / "v.json")])
     assert r.exit_code == 0, r.output
