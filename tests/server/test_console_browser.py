@@ -14,7 +14,9 @@ import pytest
 
 from tests.server.console_world import ADMIN_KEY, NUMBER, NUMBER_SPELLED, READ_KEY, XSS, build_world, config
 
-pytestmark = pytest.mark.slow
+# One browser site per module on the console's prepared SQLite world (tests run in order against it);
+# the store methods the pages reach run on both backends in the rest of tests/server.
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 SHOTS = Path(__file__).resolve().parents[2] / "test-artefacts" / "console"
 
 
