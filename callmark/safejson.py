@@ -12,6 +12,8 @@ Limits (defaults; every call may lower or raise them):
 - `max_depth` (default 64): arrays/objects nested deeper are refused (counted without recursion).
 - `max_number_len` (default 40 characters): longer number literals are refused (an int64 needs 20).
 - lone UTF-16 surrogates (escaped `\\udXXX` not forming a pair) and invalid UTF-8 are refused.
+- NUL characters (`\\u0000`) in strings or keys are refused: no text field means one, C-string APIs
+  truncate at it and PostgreSQL's text type cannot store it.
 - `NaN`, `Infinity`, `-Infinity` are refused.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ MAX_NUMBER_LEN = 40
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.S)
 _NUMBER_CHARS = rb"[-+.0-9eE]"
 _ESC_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ESC_NUL = re.compile(rb"\\u0000")
 _BRACKETS = bytes(range(256)).translate(None, b"[]{}")
 _OPEN = np.zeros(256, dtype=np.int8)
 _OPEN[ord("[")] = _OPEN[ord("{")] = 1
@@ -57,21 +60,24 @@ def _depth(stripped: bytes) -> int:
     return int(np.cumsum(steps).max())
 
 
-def _has_lone_surrogate(obj: Any) -> bool:
+def _bad_text(obj: Any, nul: bool) -> str | None:
+    """The problem with a string (value or key) holding a lone surrogate, or a NUL when `nul`; else None."""
     stack = [obj]
     while stack:
         o = stack.pop()
         if isinstance(o, str):
+            if nul and "\x00" in o:
+                return "holds a NUL character (\\u0000), which no text field may contain"
             try:
                 o.encode("utf-8")
             except UnicodeEncodeError:
-                return True
+                return "holds a lone UTF-16 surrogate escape (e.g. \\ud800 without its pair)"
         elif isinstance(o, dict):
             stack.extend(o.keys())
             stack.extend(o.values())
         elif isinstance(o, list):
             stack.extend(o)
-    return False
+    return None
 
 
 def loads(data: bytes | bytearray | str, what: str = "JSON input", *, max_bytes: int = MAX_BYTES,
@@ -114,8 +120,11 @@ def loads(data: bytes | bytearray | str, what: str = "JSON input", *, max_bytes:
         raise JSONInputError(what, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     except (ValueError, RecursionError) as e:      # defensive: the checks above should catch these
         raise JSONInputError(what, f"not acceptable JSON ({type(e).__name__}: {str(e)[:80]})") from None
-    if _ESC_SURROGATE.search(raw) and _has_lone_surrogate(obj):
-        raise JSONInputError(what, "holds a lone UTF-16 surrogate escape (e.g. \\ud800 without its pair)")
+    nul = bool(_ESC_NUL.search(raw))
+    if nul or _ESC_SURROGATE.search(raw):
+        problem = _bad_text(obj, nul)
+        if problem:
+            raise JSONInputError(what, problem)
     return obj
 
 

@@ -12,6 +12,7 @@ from callmark.safejson import JSONInputError
     ('{"a": ' + "1" * 5000 + "}", "number of 5000 characters"),
     ('{"a": "\\ud800"}', "lone UTF-16 surrogate"),
     ('["\\udc00x"]', "lone UTF-16 surrogate"),
+    ('{"a": "x\\u0000y"}', "NUL character"), ('{"k\\u0000": 1}', "NUL character"),
     ("[NaN]", "NaN"), ("[-Infinity]", "-Infinity"),
     (b"\xff{}", "not UTF-8"), ("[1,", "not valid JSON"),
 ])

@@ -24,9 +24,10 @@ def _event(**kw):
     b"[" * 100_000 + b"]" * 100_000,                                   # nesting 100 k deep
     b'{"events": [{"ring_s": ' + b"9" * 5000 + b"}]}",                # a 5,000-digit number
     b'{"events": [{"note": "\\ud800"}]}',                            # a lone surrogate
+    b'{"device_id": "dev\\u0000ice-123456", "events": []}',          # a NUL (PostgreSQL text refuses it)
     b'{"events": [{"ring_s": NaN}]}',                                  # not JSON
     b'{"events": [], "x": "\xff"}',                                    # not UTF-8
-], ids=["deep", "long-number", "surrogate", "nan", "not-utf8"])
+], ids=["deep", "long-number", "surrogate", "nul", "nan", "not-utf8"])
 def test_hostile_json_bodies_are_400_on_every_json_endpoint(client, body):
     dev = register(client)
     for path, hdr in (("/v1/tags", dev), ("/v1/devices", {}), ("/v1/update", {}),
