@@ -388,6 +388,18 @@ def _apply(con, d: Delta) -> tuple[int, int]:
     return (plus - minus), delta_entries
 
 
+def check_delta_start(meta: dict, header: dict) -> None:
+    """Raise PackStateMismatch unless a delta's header starts from this pack's name, version and state
+    hash (`meta` as `read_pack_meta` returns it; `header` as `decode_delta` returns it)."""
+    if header.get("name") and meta.get("name") and header["name"] != meta["name"]:
+        raise PackStateMismatch(f"delta is for pack {header['name']!r}, this pack is {meta['name']!r}")
+    if meta.get("state_hash") != header.get("from_state_hash") or \
+            str(meta.get("version")) != str(header.get("from_version")):
+        raise PackStateMismatch(
+            f"pack is version {meta.get('version')} state {meta.get('state_hash')}, the delta starts from "
+            f"version {header.get('from_version')} state {header.get('from_state_hash')}; fetch the full pack")
+
+
 def apply_delta(pack_path: str, delta_blob_path: str, expected_state_hash: str | None = None,
                 expected_sha256: str | None = None) -> dict:
     """Apply a delta blob to a pack file atomically; returns the new pack meta.
@@ -398,13 +410,7 @@ def apply_delta(pack_path: str, delta_blob_path: str, expected_state_hash: str |
     """
     header, d = decode_delta(read_blob(delta_blob_path, expected_sha256))
     meta = read_pack_meta(pack_path)
-    if header.get("name") and meta.get("name") and header["name"] != meta["name"]:
-        raise PackStateMismatch(f"delta is for pack {header['name']!r}, this pack is {meta['name']!r}")
-    if meta.get("state_hash") != header.get("from_state_hash") or \
-            str(meta.get("version")) != str(header.get("from_version")):
-        raise PackStateMismatch(
-            f"pack is version {meta.get('version')} state {meta.get('state_hash')}, the delta starts from "
-            f"version {header.get('from_version')} state {header.get('from_state_hash')}; fetch the full pack")
+    check_delta_start(meta, header)
     tmp = _temp_path(pack_path)
     try:
         _discard(tmp)

@@ -35,7 +35,7 @@ from callmark.files import commit_file, fsync_dir
 from callmark.pack import (
     LABEL_COLS, MAX_RANGE_SIZE, PACK_FORMAT, RANGE_COLS, SCHEMA, Label, PackError,
     PackFormatError, PackIntegrityError, PackReader, PackStateMismatch, PackTable, PARAMS_PER_STATEMENT,
-    check_meta, decode_delta, expand_wire, hash_hex, read_blob, rows_hash, table_hash,
+    check_delta_start, check_meta, decode_delta, expand_wire, hash_hex, read_blob, rows_hash, table_hash,
 )
 from callmark.pack_layer_sql import OVERLAY_SCHEMA, lookup_sql, merge_select
 
@@ -451,13 +451,7 @@ def apply_delta(pack_dir: str, delta_blob_path: str, expected_state_hash: str | 
         head, con, over = _open_snapshot(pack_dir)
         try:
             meta = head["meta"]
-            if header.get("name") and meta.get("name") and header["name"] != meta["name"]:
-                raise PackStateMismatch(f"delta is for pack {header['name']!r}, this pack is {meta['name']!r}")
-            if meta.get("state_hash") != header.get("from_state_hash") or \
-                    str(meta.get("version")) != str(header.get("from_version")):
-                raise PackStateMismatch(
-                    f"pack is version {meta.get('version')} state {meta.get('state_hash')}, the delta starts from "
-                    f"version {header.get('from_version')} state {header.get('from_state_hash')}; fetch the full pack")
+            check_delta_start(meta, header)
             old_lab, old_rng, old_names = _old_rows(con, over, d)
         finally:
             con.close()
