@@ -55,7 +55,8 @@ def command(tags_path, out_path, as_of, min_reporters, half_life_days, min_confi
       callmark consensus --tags var/demo/sim/tags.jsonl --out var/labels.csv
       --min-reporters 3 --half-life-days 125
 
-      callmark consensus --engine spark --spark-master 'local[2]' --tags events/ --out LABELS.csv
+      callmark consensus --engine spark --spark-master 'local[2]' --tags var/lake/tags
+      --out var/labels-spark.csv
     """
     from callmark.progress import heartbeat
     from trainer import consensus as C

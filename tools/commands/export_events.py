@@ -19,8 +19,9 @@ def command(data_dir, out_dir, include_flagged):
 
     Example:
 
-      callmark export-events --data-dir var --out lake/tags && callmark consensus --engine spark
-      --tags lake/tags --out LABELS.csv
+      callmark export-events --data-dir var/demo/store --out var/lake/tags
+
+    then `callmark consensus --engine spark --tags var/lake/tags …` reads it.
     """
     from server.store_errors import StoreError
     from trainer.sources import SourceError, export_events
