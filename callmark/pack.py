@@ -400,6 +400,20 @@ def check_delta_start(meta: dict, header: dict) -> None:
             f"version {header.get('from_version')} state {header.get('from_state_hash')}; fetch the full pack")
 
 
+def check_delta_result(header: dict, state_hash: str, entries: int, expected_state_hash: str | None,
+                       outcome: str) -> None:
+    """Raise PackStateMismatch unless the pack after a delta has the state hash the delta's header and
+    the caller (the signed manifest) expect and the entry count the header names. `outcome` says what
+    happened to the result ("nothing was written", …) in the message."""
+    for want in (header.get("state_hash"), expected_state_hash):
+        if want and want != state_hash:
+            raise PackStateMismatch(f"pack after the delta hashes to {state_hash}, expected {want}; "
+                                    f"{outcome}: fetch the full pack")
+    if "entries" in header and int(header["entries"]) != entries:
+        raise PackStateMismatch(f"pack after the delta holds {entries} entries, expected "
+                                f"{header['entries']}; {outcome}: fetch the full pack")
+
+
 def apply_delta(pack_path: str, delta_blob_path: str, expected_state_hash: str | None = None,
                 expected_sha256: str | None = None) -> dict:
     """Apply a delta blob to a pack file atomically; returns the new pack meta.
@@ -423,13 +437,7 @@ def apply_delta(pack_path: str, delta_blob_path: str, expected_state_hash: str |
             change, d_entries = _apply(con, d)
             h = hash_hex(int(meta["state_hash"], 16) + change)
             entries = int(meta["entries"]) + d_entries
-            for want in (header.get("state_hash"), expected_state_hash):
-                if want and want != h:
-                    raise PackStateMismatch(f"pack after the delta hashes to {h}, expected {want}; "
-                                            "the result was discarded: fetch the full pack")
-            if "entries" in header and int(header["entries"]) != entries:
-                raise PackStateMismatch(f"pack after the delta holds {entries} entries, expected "
-                                        f"{header['entries']}; the result was discarded: fetch the full pack")
+            check_delta_result(header, h, entries, expected_state_hash, "the result was discarded")
             n_lab = con.execute("SELECT count(*) FROM ranges").fetchone()[0]  # few rows
             new_meta = dict(meta, version=header["version"], state_hash=h, entries=entries,
                             ranges=n_lab, labels=entries - n_lab)

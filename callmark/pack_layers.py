@@ -35,7 +35,7 @@ from callmark.files import commit_file, fsync_dir
 from callmark.pack import (
     LABEL_COLS, MAX_RANGE_SIZE, PACK_FORMAT, RANGE_COLS, SCHEMA, Label, PackError,
     PackFormatError, PackIntegrityError, PackReader, PackStateMismatch, PackTable, PARAMS_PER_STATEMENT,
-    check_delta_start, check_meta, decode_delta, expand_wire, hash_hex, read_blob, rows_hash, table_hash,
+    check_delta_result, check_delta_start, check_meta, decode_delta, expand_wire, hash_hex, read_blob, rows_hash, table_hash,
 )
 from callmark.pack_layer_sql import OVERLAY_SCHEMA, lookup_sql, merge_select
 
@@ -469,13 +469,7 @@ def apply_delta(pack_dir: str, delta_blob_path: str, expected_state_hash: str | 
         new_lab = len(set(up.labels["key"].tolist()) - present) - len(d.removals)
         new_rng = len(set(zip(up.ranges["start"].tolist(), up.ranges["size"].tolist())) - old_blocks) - len(rr["start"])
         entries = int(meta["entries"]) + new_lab + new_rng
-        for want in (header.get("state_hash"), expected_state_hash):
-            if want and want != h:
-                raise PackStateMismatch(f"pack after the delta hashes to {h}, expected {want}; "
-                                        "nothing was written: fetch the full pack")
-        if "entries" in header and int(header["entries"]) != entries:
-            raise PackStateMismatch(f"pack after the delta holds {entries} entries, expected "
-                                    f"{header['entries']}; nothing was written: fetch the full pack")
+        check_delta_result(header, h, entries, expected_state_hash, "nothing was written")
         ranges = int(meta.get("ranges", 0)) + new_rng
         new_meta = dict(meta, version=header["version"], state_hash=h, entries=entries, ranges=ranges,
                         labels=entries - ranges)
