@@ -41,8 +41,10 @@ REQUIRED_COLUMNS = ("number", "category", "confidence", "reporters", "published"
 LABEL_COLUMNS = REQUIRED_COLUMNS + ("key", "flags", "last_ts", "company")
 RANGE_COLUMNS = ("start", "size", "category", "confidence", "numbers", "last_ts")
 
-PUBLISHED_TRUE = frozenset({"1", "true", "yes", "y", "t"})
-PUBLISHED_FALSE = frozenset({"0", "false", "no", "n", "f", ""})
+# The one yes/no vocabulary of our CSV files (LABELS.csv `published`, call records' `answered`).
+TRUE_WORDS = frozenset({"1", "true", "yes", "y", "t"})
+FALSE_WORDS = frozenset({"0", "false", "no", "n", "f", ""})
+PUBLISHED_TRUE, PUBLISHED_FALSE = TRUE_WORDS, FALSE_WORDS
 
 
 class LabelsFormatError(CallmarkError, ValueError):

@@ -27,6 +27,9 @@ from typing import Iterator
 
 import numpy as np
 
+from callmark.labels import FALSE_WORDS, TRUE_WORDS
+from trainer.column_map import parse_column_map
+
 
 class FeatureInputError(ValueError):
     """A calls / feature table that cannot be read (missing columns, bad values)."""
@@ -60,26 +63,15 @@ CANONICAL_HEADER = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answe
                     "presentation", "verification")  # the simulator's calls.csv (what features read)
 _DIRECTION = {"in": True, "incoming": True, "mt": True, "inbound": True, "terminating": True,
               "out": False, "outgoing": False, "mo": False, "outbound": False, "originating": False}
-_TRUE, _FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f", ""}
 _VERIFICATION = {"passed": "passed", "pass": "passed", "verified": "passed", "failed": "failed", "fail": "failed",
                  "none": "none", "": "none", "not_verified": "none", "unverified": "none"}
 
 
 def parse_mapping(text: str | None) -> dict[str, str]:
-    """`caller=other_party,start=begin_time` -> {"caller": "other_party", ...}; unknown names raise."""
-    out: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, sep, column = part.partition("=")
-        name, column = name.strip(), column.strip()
-        if not sep or not column:
-            raise FeatureInputError(f"bad column mapping {part!r}; write schema=column, e.g. caller=other_party")
-        if name not in SCHEMA:
-            raise FeatureInputError(f"column mapping names {name!r}, which is not in the call-record schema "
-                                    f"({', '.join(SCHEMA)})")
-        out[name] = column
-    return out
+    """`caller=other_party,start=begin_time` -> {"caller": "other_party", ...}; FeatureInputError for an
+    unknown schema name or a part that is not NAME=COLUMN (trainer.column_map)."""
+    return parse_column_map(text, SCHEMA, error=FeatureInputError, option="--calls-map",
+                            example="caller=other_party")
 
 
 def _resolve(header: list[str], mapping: dict[str, str], path) -> dict[str, str | None]:
@@ -126,7 +118,7 @@ def _normalise(raw: dict[str, list], n: int, path) -> dict[str, np.ndarray]:
     if bad is not None:
         raise FeatureInputError(f"{path}: direction {bad!r} is not in/out (or incoming/outgoing, mt/mo)")
     answered = [a.lower() for a in text("answered")]
-    bad = next((a for a in answered if a not in _TRUE and a not in _FALSE), None)
+    bad = next((a for a in answered if a not in TRUE_WORDS and a not in FALSE_WORDS), None)
     if bad is not None:
         raise FeatureInputError(f"{path}: answered {bad!r} is not 1/0, true/false or yes/no")
     verification = [v.lower() for v in text("verification", "none")]
@@ -140,7 +132,7 @@ def _normalise(raw: dict[str, list], n: int, path) -> dict[str, np.ndarray]:
         raise FeatureInputError(f"{path}: ring_s and talk_s must be >= 0 seconds")
     return {"caller": np.asarray(caller, dtype=object), "callee": np.asarray(text("callee"), dtype=object),
             "start": _start(raw["start"], path), "ring_s": ring, "talk_s": talk,
-            "answered": np.asarray([a in _TRUE for a in answered], dtype=bool),
+            "answered": np.asarray([a in TRUE_WORDS for a in answered], dtype=bool),
             "inbound": np.asarray([_DIRECTION[d] for d in direction], dtype=bool),
             "presentation": np.asarray(presentation, dtype=object),
             "verification": np.asarray([_VERIFICATION[v] for v in verification], dtype=object)}

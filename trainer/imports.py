@@ -30,6 +30,7 @@ from callmark.files import atomic_writer
 from callmark.numbers import format_key, key_of, normalize
 from callmark.sources import PROFILES, profile
 from trainer.ingest import BadRowReport, IngestError, iter_rows
+from trainer.column_map import parse_column_map
 from trainer.ingest_columns import parse_ts
 
 KINDS = ("ftc-dnc", "phoneblock", "csv", "jsonl")
@@ -72,21 +73,9 @@ class ImportResult:
 
 
 def parse_map(items) -> dict[str, str]:
-    """`number=caller,category=kind` (or several such items) -> {our field: source column}."""
-    out: dict[str, str] = {}
-    for item in items or ():
-        for part in str(item).split(","):
-            if not part.strip():
-                continue
-            field, sep, col = part.partition("=")
-            field, col = field.strip().lower(), col.strip()
-            if not sep or not col:
-                raise SourceImportError(f"--map {part!r}: write FIELD=COLUMN, e.g. number=caller")
-            if field not in FIELDS:
-                raise SourceImportError(f"--map {part!r}: unknown field {field!r}; fields are "
-                                   f"{', '.join(FIELDS)}")
-            out[field] = col
-    return out
+    """`number=caller,category=kind` (or several such items) -> {our field: source column};
+    SourceImportError for an unknown field or a part that is not FIELD=COLUMN (trainer.column_map)."""
+    return parse_column_map(items, FIELDS, error=SourceImportError, option="--map", example="number=caller")
 
 
 def _ftc_category(subject: str) -> str:
