@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,6 +81,13 @@ def _retry_after(headers: Any) -> float | None:
         return max(0.0, t.timestamp() - time.time()) if t else None
 
 
+def _connection_reason(exc: Exception) -> str:
+    """The operating system's words from a requests ConnectionError ("Connection refused",
+    "Name or service not known"), not urllib3's nested repr."""
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    return m.group(1).strip() if m else type(exc).__name__
+
+
 def _hint(headers: Any, name: str) -> int | None:
     try:
         return int((headers or {}).get(name))
@@ -101,6 +109,9 @@ class Transport(Fetcher):
             self.local = Path(url[len("file://"):])
         elif "://" not in url:
             self.local = Path(url)
+        elif url.split("://", 1)[0].lower() not in ("http", "https"):
+            raise HandsetError(f"{url}: a server is an http(s):// URL, a file:// URL or an exports/ directory "
+                               f"(e.g. --server http://127.0.0.1:8080 or --server exports)")
         if self.local is not None and not self.local.is_dir():
             raise HandsetError(f"{url} is neither an http(s):// URL nor an exports/ directory")
         self.timeout = timeout  # seconds per request
@@ -134,8 +145,10 @@ class Transport(Fetcher):
             retry_after = None
             try:
                 r = self.session.request(method, self.url + url_path, timeout=self.timeout, **kw)
-            except (requests.ConnectionError, requests.Timeout) as e:
-                last = f"{type(e).__name__}: {str(e)[:160]}"
+            except requests.Timeout:
+                last = f"no answer within {self.timeout:g} s"
+            except requests.ConnectionError as e:
+                last = f"cannot connect ({_connection_reason(e)})"
             except requests.RequestException as e:  # bad URL and the like: retrying will not help
                 raise HandsetError(f"cannot request {self.url + url_path}: {e}") from None
             else:

@@ -165,3 +165,28 @@ def test_an_interrupted_apply_forces_a_full_check_at_the_next_sync(pub, tmp_path
     r = h.sync(force=True)
     assert r.status == "full" and h.store.load_sync().pack_check_due is False
     h.close()
+
+
+@pytest.mark.parametrize("url", ["ftp://mirror.example/exports", "gopher://x"])
+def test_a_server_url_of_another_scheme_is_refused_with_the_forms_that_work(url):
+    from tools.handset_net import HandsetError
+    with pytest.raises(HandsetError, match=r"http\(s\):// URL, a file:// URL or an exports/ directory"):
+        Transport(url)
+
+
+def test_a_dead_server_is_reported_in_the_operating_systems_words():
+    import requests
+
+    from tools.handset_net import Backoff, ServerUnavailable
+
+    class Refusing:
+        def request(self, *a, **kw):
+            raise requests.ConnectionError(
+                "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /v1/x (Caused by "
+                "NewConnectionError('<urllib3.connection.HTTPConnection object at 0x7f>: Failed to establish a "
+                "new connection: [Errno 111] Connection refused'))")
+
+    t = Transport("http://127.0.0.1:1", session=Refusing(), sleep=lambda s: None, backoff=Backoff(retries=1))
+    with pytest.raises(ServerUnavailable) as err:
+        t.request("GET", "/v1/x")
+    assert str(err.value) == "http://127.0.0.1:1: cannot connect (Connection refused) (after 2 attempts)"
