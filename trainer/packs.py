@@ -320,10 +320,17 @@ def build_delta(old_path: str, new_path: str) -> tuple[bytes, dict]:
 
 
 def make_deltas(old_dir: str, new_dir: str, out_dir: str) -> dict:
-    """Write a delta for every pack present in both directories; returns the delta index.json dict."""
+    """Write a delta for every pack present in both directories; returns the delta index.json dict.
+
+    PackError when `new_dir`'s version is not newer than `old_dir`'s: a delta moves a phone forward
+    (a phone refuses a manifest whose version goes back), so a swapped pair is a mistake.
+    """
     old_idx, new_idx = read_index(old_dir), read_index(new_dir)
     if "packs" not in old_idx or "packs" not in new_idx:
         raise PackFormatError("--old and --new must both be pack directories (from `callmark pack build`)")
+    if int(new_idx["version"]) <= int(old_idx["version"]):
+        raise PackError(f"--new is v{new_idx['version']}, not newer than --old v{old_idx['version']}: a delta "
+                        f"moves a phone forward; did you swap --old and --new?")
     olds = {p["name"]: p for p in old_idx["packs"]}
     os.makedirs(out_dir, exist_ok=True)
     deltas = []

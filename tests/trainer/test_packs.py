@@ -10,7 +10,7 @@ import pytest
 from callmark.numbers import normalize
 from callmark.pack import PackReader, read_pack_table
 from trainer.packs import (
-    LabelsFormatError, PackConfig, build_packs, diff_tables, entropy_reference, make_deltas,
+    LabelsFormatError, PackConfig, PackError, build_packs, diff_tables, entropy_reference, make_deltas,
     read_labels_csv, synthetic_table,
 )
 from callmark.pack_wire import encode_delta, encode_full
@@ -158,6 +158,9 @@ def test_make_deltas_directory(tmp_path):
     assert {"name", "file", "bytes", "sha256", "upserts", "removals", "from_state_hash",
             "to_state_hash"} <= set(d)
     assert d["removals"] == t1.n_labels - t2.n_labels and d["upserts"] == 0
+    with pytest.raises(PackError, match="v1, not newer than --old v2: .* swap --old and --new"):
+        make_deltas(str(tmp_path / "b"), str(tmp_path / "a"), str(tmp_path / "back"))
+    assert not (tmp_path / "back").exists()
     assert d["to_state_hash"] == ib["packs"][0]["state_hash"]
     with PackReader(str(tmp_path / "b" / ib["packs"][0]["sqlite"])) as r:
         assert r.version == 2 and r.state_hash == d["to_state_hash"]
