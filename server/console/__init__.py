@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Blueprint, Flask, render_template, request
+from flask import Blueprint, Flask, abort, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -75,6 +75,11 @@ def install(app: Flask, c: Ctx) -> Blueprint:
     def _not_found(e):
         return render_template("console/error.html", code=404, title="Not found",
                                message="No such page, release or file."), 404
+
+    @bp.route("/<path:unknown>", methods=["GET"])
+    def _no_such_page(unknown: str):
+        """Any other /console/ path: the console's own 404 page, not the JSON API's answer."""
+        abort(404)
 
     @bp.errorhandler(StoreError)
     def _store_error(e: StoreError):

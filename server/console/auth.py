@@ -43,8 +43,8 @@ def login_required(area: str | None = None) -> Callable:
                     session.clear()
                     flash("Your session ended (logged out, expired, or its API key was revoked). "
                           "Log in again.", "error")
-                return redirect(url_for("console.login", next=request.full_path
-                                        if request.method == "GET" else None))
+                back = request.full_path if request.query_string else request.path  # no bare "?"
+                return redirect(url_for("console.login", next=back if request.method == "GET" else None))
             g.key_id, g.scopes, _ = found
             g.actor = "console:key:" + g.key_id
             if area and not may(area):

@@ -62,6 +62,10 @@ def test_pages_need_login(app):
     for url in PAGES:
         r = c.get(url)
         assert r.status_code == 302 and r.headers["Location"].startswith("/console/login"), url
+    r = c.get("/console/appeals")
+    assert r.headers["Location"] == "/console/login?next=/console/appeals"  # no bare "?" carried along
+    r = c.get("/console/numbers?q=1")
+    assert r.headers["Location"] == "/console/login?next=/console/numbers?q%3D1"
 
 
 def test_login_sets_a_hardened_expiring_cookie(app):
@@ -347,3 +351,14 @@ def test_health_rates_from_two_samples(monkeypatch):
     assert r["window_s"] == 60 and r["per_minute"] == {"requests": 300.0, "tags_stored": 120.0}
     now[0] = 1060.0 + 3600                    # long after: the last sample still serves as the base
     assert pages.rates()["window_s"] == 3600
+
+
+def test_unknown_console_paths_get_the_consoles_page_and_the_api_keeps_json(app):
+    c = app.test_client()
+    login(c, ADMIN_KEY)
+    for url in ("/console/model/stable", "/console/nope", "/console/model/stable/99"):
+        r = c.get(url)
+        assert r.status_code == 404 and r.content_type.startswith("text/html"), url
+        assert "No such page, release or file." in text(r)
+    r = c.get("/v1/nope")
+    assert r.status_code == 404 and r.is_json
