@@ -198,6 +198,10 @@ def test_cli_end_to_end(tmp_path):
     r = run(["history", "--exports", ex, "--json"])
     assert [json.loads(x)["action"] for x in r.output.splitlines()] == [
         "publish", "publish", "promote", "rollout", "resign", "resign", "rollback"]
+    lines = run(["history", "--exports", ex, "--channel", "stable"]).output.splitlines()
+    assert "{" not in "".join(lines) and len(lines) == 3
+    assert " promote  stable v1    packs CN-full v2; model " in lines[0] and "from beta v2" in lines[0]
+    assert " model " in lines[0] and "at 5 %" in lines[0] and "at 50 %" in lines[1]
     # tamper with one artefact: verify names the problem and exits 1
     art = next((tmp_path / "ex" / "artefacts").glob("*.pack.zst"))
     art.write_bytes(art.read_bytes()[:-1])

@@ -207,10 +207,30 @@ def history_cmd(exports, channel, as_json):
         if as_json:
             click.echo(json.dumps(r, sort_keys=True))
             continue
-        extra = {k: r[k] for k in ("from_channel", "from_version", "to_version", "note", "deleted") if r.get(k)}
-        click.echo(f"{r.get('ts', '?'):20} {r.get('action', '?'):8} {r.get('channel', '-'):8} "
-                   f"v{r.get('version', '-')!s:4} packs={r.get('packs', '-')} model={r.get('model')} "
-                   f"rollout={r.get('rollout_percent')} {extra or ''}")
+        click.echo(history_line(r))
+
+
+def history_line(rec: dict) -> str:
+    """One release-history record as a line a person reads (`callmark history`; `--json` keeps the record)."""
+    head = f"{rec.get('ts', '?'):20} {rec.get('action', '?'):8}"
+    if rec.get("action") == "gc":
+        return f"{head} deleted {rec.get('deleted', 0)} file(s), {int(rec.get('bytes_freed', 0)):,} bytes freed"
+    parts = [f"{rec.get('channel', '-')} v{rec.get('version', '-')}"]
+    packs = rec.get("packs")
+    if isinstance(packs, dict) and packs:
+        parts.append("packs " + ", ".join(f"{name} v{v}" for name, v in sorted(packs.items())))
+    if rec.get("model"):
+        parts.append(f"model {rec['model']}" + (f" at {rec['rollout_percent']:g} %" if rec.get("rollout_percent")
+                                                 is not None else ""))
+    else:
+        parts.append("no model")
+    if rec.get("from_channel"):
+        parts.append(f"from {rec['from_channel']} v{rec.get('from_version', '?')}")
+    if rec.get("to_version"):
+        parts.append(f"back to v{rec['to_version']}")
+    if rec.get("note"):
+        parts.append(f"note: {rec['note']}")
+    return f"{head} {parts[0]:12} " + "; ".join(parts[1:])
 
 
 @click.group("keys")
