@@ -108,3 +108,54 @@ def test_engineered_ratios_only_when_inputs_exist():
     assert "r_unique_per_call" in names and "r_sms_per_call" not in names
     col = Xe[:, names.index("r_unique_per_call")]
     assert col[0] == 0.5 and np.isnan(col[1])  # zero denominator -> missing
+
+
+def test_repeated_cv_per_seed_figures_summary_and_paired_differences(tmp_path):
+    _table(tmp_path / "train.csv", n=300)
+    t = teacher.read_table(tmp_path / "train.csv", "number", "label")
+    seen = []
+    res = teacher.repeated_cv(t, FAST, folds=3, seeds=(7, 8), progress=lambda s, m: seen.append(s))
+    assert seen == [7, 8] and res["seeds"] == [7, 8]
+    for name in ("teacher", "logistic_regression", "gradient_boosted_tree"):
+        rows = res["per_seed"][name]
+        assert [r["seed"] for r in rows] == [7, 8]
+        aucs = [r["auc"] for r in rows]
+        assert aucs[0] != aucs[1]  # different folds per seed
+        # the summary is computed from the per-seed rows
+        assert res["summary"][name]["auc_mean"] == pytest.approx(np.mean(aucs))
+        assert res["summary"][name]["auc_std"] == pytest.approx(np.std(aucs, ddof=1))
+    # seed 7 alone reproduces the first row exactly (same folds, same LightGBM seed)
+    one = teacher.cross_validate(t, TeacherConfig(**{**FAST.to_dict(), "seed": 7}), folds=3, seed=7)
+    assert res["per_seed"]["teacher"][0]["auc"] == one["models"]["teacher"]["auc"]
+    d = res["paired"]["gradient_boosted_tree"]
+    diffs = [a["auc"] - b["auc"] for a, b in zip(res["per_seed"]["teacher"], res["per_seed"]["gradient_boosted_tree"])]
+    assert d["auc_diff_mean"] == pytest.approx(np.mean(diffs)) and d["auc_wins"] == sum(x > 0 for x in diffs)
+    assert "teacher" not in res["paired"]
+    with pytest.raises(TeacherError, match="at least one seed"):
+        teacher.repeated_cv(t, FAST, seeds=())
+
+
+def test_logistic_baseline_handles_all_missing_columns_and_heavy_tails():
+    X = np.column_stack([np.r_[np.full(50, np.nan), np.arange(50.0)] * 1e6,  # half missing, huge values
+                         np.r_[np.zeros(50), np.ones(50)]])
+    y = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    m = teacher._baselines()["logistic_regression"]().fit(X, y)
+    p = m.predict_proba(X)[:, 1]
+    assert np.isfinite(p).all() and p[y == 1].min() > p[y == 0].max()
+    np.testing.assert_array_equal(teacher.signed_log1p(np.array([-np.e + 1, 0, np.nan])), [-1, 0, np.nan])
+
+
+def test_cli_cv_seeds(tmp_path):
+    import json
+
+    from tools.commands.model import COMMANDS
+
+    _table(tmp_path / "train.csv", n=200)
+    runner = CliRunner()
+    args = ["cv", "--table", str(tmp_path / "train.csv"), "--id-column", "number", "--label-column", "label", "--folds", "2"]
+    res = runner.invoke(COMMANDS["teacher"], args + ["--seeds", "3,4"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["seeds"] == [3, 4] and len(out["per_seed"]["teacher"]) == 2
+    res = runner.invoke(COMMANDS["teacher"], args + ["--seeds", "a,b"])
+    assert res.exit_code != 0 and "comma-separated list of integers" in res.output

@@ -1,7 +1,7 @@
 """Model benchmarks: teacher vs baselines on real operator data, student size and LiteRT latency,
 recall on calls from numbers not in the pack, and aggregation/training cost at scale.
 
-  python -m tools.bench.model --data ../shared/data/sichuan-cdr/train.csv      # teacher 5-fold CV
+  python -m tools.bench.model --data ../shared/data/sichuan-cdr/train.csv      # teacher 5-fold CV x 5 seeds
   python -m tools.bench.model --model /tmp/model --sim /tmp/sim                 # student figures
   python -m tools.bench.model --scale 1000000,10000000                         # time + peak memory
 Parts run only when their argument is given. TensorFlow is never imported here.
@@ -19,18 +19,26 @@ from pathlib import Path
 import numpy as np
 
 
-def teacher_cv(path: str, folds: int) -> dict:
+def teacher_cv(path: str, folds: int, seeds: list[int]) -> dict:
+    """Repeated stratified K-fold CV of the teacher and its baselines (same folds per seed, one run)."""
     from trainer.model import teacher
 
     table = teacher.read_table(path, "phone_no_m", "label")
-    res = teacher.cross_validate(table, folds=folds)["models"]
-    gbt = res["gradient_boosted_tree"]
-    print(f"teacher CV on {path} ({len(table.ids)} numbers, {int(table.y.sum())} fraud, {folds} folds)")
-    print(f"{'model':24s} {'AUC':>7s} {'recall@1%FPR':>13s} {'seconds':>8s}")
-    for name, m in res.items():
-        print(f"{name:24s} {m['auc']:7.4f} {m['recall_at_1pct_fpr']:13.4f} {m['seconds']:8.1f}")
-    t = res["teacher"]
-    print(f"teacher vs GBT: AUC {t['auc'] - gbt['auc']:+.4f}, recall {t['recall_at_1pct_fpr'] - gbt['recall_at_1pct_fpr']:+.4f}")
+    print(f"teacher CV on {path} ({len(table.ids)} numbers, {int(table.y.sum())} fraud, {folds} folds, "
+          f"seeds {','.join(map(str, seeds))})")
+    print(f"{'seed':>5s} {'model':24s} {'AUC':>7s} {'recall@1%FPR':>13s} {'seconds':>8s}")
+
+    def show(seed, models):
+        for name, m in models.items():
+            print(f"{seed:5d} {name:24s} {m['auc']:7.4f} {m['recall_at_1pct_fpr']:13.4f} {m['seconds']:8.1f}", flush=True)
+
+    res = teacher.repeated_cv(table, folds=folds, seeds=tuple(seeds), progress=show)
+    print("mean +- std over seeds (sample std):")
+    for name, m in res["summary"].items():
+        print(f"  {name:24s} AUC {m['auc_mean']:.4f} +- {m['auc_std']:.4f}   recall {m['recall_mean']:.4f} +- {m['recall_std']:.4f}")
+    for name, d in res["paired"].items():
+        print(f"  teacher - {name:22s} AUC {d['auc_diff_mean']:+.4f} +- {d['auc_diff_std']:.4f} "
+              f"(higher in {d['auc_wins']}/{len(seeds)} seeds)   recall {d['recall_diff_mean']:+.4f} +- {d['recall_diff_std']:.4f}")
     return res
 
 
@@ -138,6 +146,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="Sichuan per-number table (teacher CV)")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seeds", default="42,1,2,3,4", help="comma-separated CV seeds (repeated K-fold, with --data)")
     ap.add_argument("--model", help="student model directory (size, latency)")
     ap.add_argument("--sim", help="simulator output for recall on numbers not in the pack (with --model)")
     ap.add_argument("--runs", type=int, default=20000)
@@ -146,7 +155,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out: dict = {}
     if args.data:
-        out["teacher_cv"] = teacher_cv(args.data, args.folds)
+        out["teacher_cv"] = teacher_cv(args.data, args.folds, [int(x) for x in args.seeds.split(",")])
     if args.model:
         out["student_latency"] = student_latency(args.model, args.runs)
         if args.sim:
