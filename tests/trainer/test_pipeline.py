@@ -109,5 +109,41 @@ def test_consensus_targets(tmp_path):
                    {"number": "+8613800000004", "category": "delivery", "confidence": "0.3", "reporters": 1,
                     "published": 0, "key": key_of("+8613800000004"), "flags": 0, "last_ts": 0, "company": ""}])
     y = consensus_targets(["+8613800000001", "+8613800000002", "+8613800000003", "+8613800000004"], path, "CN")
-    # published and unsettled (weak) crowd labels both count; untagged numbers are honest
+    # published and unsettled crowd labels both count; untagged numbers are honest
     assert y.tolist() == [1, 1, 0, 0]
+    # an unsettled harmful label below the weak-label bar is no target (-1); a benign one stays 0;
+    # a published label counts whatever its confidence
+    y = consensus_targets(["+8613800000001", "+8613800000002", "+8613800000003", "+8613800000004"], path, "CN",
+                          min_confidence=0.5)
+    assert y.tolist() == [1, -1, 0, 0]
+    assert consensus_targets(["+8613800000001"], path, "CN", min_confidence=0.95).tolist() == [1]
+
+
+def test_weak_labels_are_no_class_targets_of_the_student(tmp_path):
+    """training_dir's truth.csv (the student's class targets) leaves weak labels out: their callers
+    get the teacher's soft target like an untagged caller, not a hard harmful class."""
+    from trainer.pipeline import training_dir
+
+    labels = tmp_path / "labels.csv"
+    row = {"reporters": 1, "flags": 0, "last_ts": 0, "company": ""}
+    _labels(labels, [dict(row, number="+8613800000001", category="fraud", confidence="0.9", published=1,
+                          key=key_of("+8613800000001")),
+                     dict(row, number="+8613800000002", category="harassment", confidence="0.14", published=0,
+                          key=key_of("+8613800000002")),
+                     dict(row, number="+8613800000003", category="harassment", confidence="0.3", published=0,
+                          key=key_of("+8613800000003")),
+                     dict(row, number="+8613800000004", category="delivery", confidence="0.05", published=0,
+                          key=key_of("+8613800000004")),
+                     dict(row, number="+8613800000005", category="fraud", confidence="0.99", published=1,
+                          key=key_of("+8613800000005"), flags=FLAG_MODEL)])
+    calls = tmp_path / "calls.csv"
+    calls.write_text("caller,callee_hash,start,ring_s,talk_s,answered,direction,presentation,verification\n")
+    class NoEvents:
+        ts = []
+
+        def __len__(self):
+            return 0
+
+    d = training_dir(BuildConfig(calls=str(calls)), labels, NoEvents(), {"verified": {}}, tmp_path)
+    numbers = [r["number"] for r in csv.DictReader(open(d / "truth.csv"))]
+    assert numbers == ["+8613800000001", "+8613800000003", "+8613800000004"]
