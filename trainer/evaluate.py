@@ -16,7 +16,11 @@
 - **Threshold for the phone** (`warn_risk`): the lowest risk at which the whole chain keeps the
   one-sided `CONFIDENCE` (95 %) Clopper-Pearson upper bound of honest calls flagged within `max_fpr`
   (0.5 %): the phone promises the budget on calls it has not seen, not only on this sample; written
-  into the candidate's `contract.json`.
+  into the candidate's `contract.json`. Most callers a phone hears are callers the model trained on
+  (80 %), and a student scores them from memory (higher on honest callers whose targets were noisy,
+  and the calibration fitted on unseen callers lifts them further), so the threshold must keep the
+  bound on those calls too (`trained_on_events`): `warn_risk` is the higher of the two thresholds.
+  Every other figure is read on the held-out callers.
 - **Gate** (`assess`): contract and artefact checks, an absolute bar (the model must add at least
   `min_gain` recall over "pack alone" within the same FPR budget) and, when a model is published, no
   regression beyond `margin` against it on the same calls, scored in the same run. The verdict goes
@@ -69,6 +73,20 @@ def evaluation_events(data_dir, *, truth_csv=None, labels_csv=None, max_events: 
     ev = features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
                               seed=seed, caller_filter=held_out)
     return ev
+
+
+def trained_on_events(data_dir, *, labels_csv=None, truth_csv=None, max_events: int = 60_000,
+                      seed: int = 0) -> features.RingEvents:
+    """Ringing calls of `data_dir` from the callers every build may train on (not `held_out`): the
+    calls a phone mostly hears, on which `warn_risk` must keep its promise as well."""
+    return features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
+                                seed=seed, caller_filter=lambda number: not held_out(number))
+
+
+def phone_flags(ev: features.RingEvents, policy: Policy | None = None) -> np.ndarray:
+    """bool per event: the phone without the model flags it (pack label or stateless rule; calls
+    from contacts are allowed first). "Pack alone"."""
+    return (pack_flags(ev, policy) | phone_rule_flags(ev)) & ~contact_calls(ev)
 
 
 def score_events(model_dir, ev: features.RingEvents, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -148,6 +166,10 @@ def phone_threshold(y: np.ndarray, risk: np.ndarray, model_runs: np.ndarray, pac
     return float(np.nextafter(cand[budget], np.inf)) if budget < len(cand) else float(cand[-1])
 
 
+def _finite(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
 def _rate(flag: np.ndarray, mask: np.ndarray) -> float:
     return float(flag[mask].mean()) if mask.any() else float("nan")
 
@@ -160,8 +182,13 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
 
 
 def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR,
-                    policy: Policy | None = None, pack_flag: np.ndarray | None = None) -> dict:
-    """Every figure of the report from one model's outputs on `ev` (see the module docstring)."""
+                    policy: Policy | None = None, pack_flag: np.ndarray | None = None,
+                    trained_on: tuple | None = None) -> dict:
+    """Every figure of the report from one model's outputs on `ev` (see the module docstring).
+
+    `trained_on` = (events, outputs, pack_flag or None) of calls from callers the model trained on:
+    `warn_risk` then also keeps the honest-flag bound on them (the higher threshold wins) and
+    `phone_honest_flagged` gives the share of honest calls the phone flags on both."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     y, risk = ev.harmful, out["risk"]
@@ -180,10 +207,20 @@ def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR
                                  else float("nan"))
     m["recall_not_in_pack"], m["threshold_not_in_pack"] = recall_at_fpr(y[nip], risk[nip], max_fpr)
     runs = nip & ~contact  # where the phone runs the model
-    thr = phone_threshold(y, risk, runs, pack_flag, max_fpr)
+    thr = thr_held_out = phone_threshold(y, risk, runs, pack_flag, max_fpr)
+    if trained_on is not None:
+        t_ev, t_out, t_flag = trained_on
+        t_flag = phone_flags(t_ev, policy) if t_flag is None else t_flag
+        t_runs = ~t_ev.in_pack & ~contact_calls(t_ev)
+        thr_trained = phone_threshold(t_ev.harmful, t_out["risk"], t_runs, t_flag, max_fpr)
+        thr = max(thr_held_out, thr_trained)
+        t_combo = t_flag | (t_runs & (t_out["risk"] >= thr))
+        m["trained_on"] = {"events": int(len(t_ev.harmful)), "warn_risk": _finite(thr_trained),
+                           "recall": _rate(t_combo, t_ev.harmful == 1), "fpr": _rate(t_combo, t_ev.harmful == 0)}
     combo = pack_flag | (runs & (risk >= thr))
     m["fpr_confidence"] = CONFIDENCE
-    m["warn_risk"] = thr if np.isfinite(thr) else None
+    m["warn_risk"] = _finite(thr)
+    m["warn_risk_held_out"] = _finite(thr_held_out)
     m["pack_alone"] = {"recall": _rate(pack_flag, y == 1), "fpr": _rate(pack_flag, y == 0)}
     m["pack_plus_model"] = {"recall": _rate(combo, y == 1), "fpr": _rate(combo, y == 0)}
     m["pack_plus_model_recall"] = m["pack_plus_model"]["recall"]
@@ -281,7 +318,15 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     pub = Path(published_dir) if published_dir else None
     t0 = time.time()
     ev = evaluation_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events)
-    pack_flag = (pack_flags(ev, policy) | phone_rule_flags(ev)) & ~contact_calls(ev)
+    pack_flag = phone_flags(ev, policy)
+    try:
+        t_ev = trained_on_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events)
+    except features.FeatureInputError:  # every caller held out (a tiny set): the threshold reads them alone
+        t_ev = None
+    t_flag = phone_flags(t_ev, policy) if t_ev is not None else None
+
+    def on_trained(model):
+        return (t_ev, score_events(model, t_ev), t_flag) if t_ev is not None else None
     try:
         out = score_events(cand, ev)
     except cm.ModelContractError as exc:  # a phone could not run it: refused without figures
@@ -294,8 +339,9 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
         metrics["gate"] = verdict
         (cand / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return {"candidate": None, "published": None, "verdict": verdict}
-    c = compute_metrics(ev, out, max_fpr, policy, pack_flag)
-    p = compute_metrics(ev, score_events(pub, ev), max_fpr, policy, pack_flag) if pub else None
+    c = compute_metrics(ev, out, max_fpr, policy, pack_flag, trained_on=on_trained(cand))
+    p = compute_metrics(ev, score_events(pub, ev), max_fpr, policy, pack_flag, trained_on=on_trained(pub)) \
+        if pub else None
     truth = "simulation ground truth" if truth_csv else "release labels (callers nobody tagged count as honest)"
     c["data"] = {"dir": str(data_dir), "truth": truth, "truth_csv": str(truth_csv or Path(data_dir) / "truth.csv"),
                  "held_out": f"callers whose number-key hash falls in the first {HOLDOUT_SHARE:.0%}"}

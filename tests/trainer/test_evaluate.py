@@ -77,6 +77,28 @@ def test_phone_threshold_keeps_pack_plus_model_within_the_fpr_budget():
     assert cm.sum() == len(ev.harmful) and len(m["confusion"]["classes"]) == cm.shape[0]
 
 
+def test_warn_risk_also_keeps_the_budget_on_callers_the_model_trained_on():
+    """A student scores callers it trained on from memory: honest ones can score higher than unseen
+    ones. The phone hears both, so the threshold must hold on both (the higher one wins)."""
+    ev, t_ev = _events(seed=0), _events(seed=3)
+    out, t_out = _outputs(ev), _outputs(t_ev, seed=4)
+    alone = evaluate.compute_metrics(ev, out, max_fpr=0.005)
+    # trained-on honest callers lifted by +2 on the logit scale (memorised noisy targets)
+    lifted = dict(t_out, risk=(1 / (1 + np.exp(-(np.log(t_out["risk"] / (1 - t_out["risk"])) + 2.0 * (t_ev.harmful == 0)))))
+                  .astype(np.float32))
+    m = evaluate.compute_metrics(ev, out, max_fpr=0.005, trained_on=(t_ev, lifted, None))
+    assert m["warn_risk_held_out"] == pytest.approx(alone["warn_risk"])
+    assert m["warn_risk"] == pytest.approx(m["trained_on"]["warn_risk"]) and m["warn_risk"] > alone["warn_risk"]
+    honest = int((t_ev.harmful == 0).sum())
+    assert m["trained_on"]["fpr"] * honest <= evaluate.allowed_false_positives(honest, 0.005) + 1e-9
+    # the held-out figures are read at the phone's (higher) threshold: fewer honest and harmful flags
+    assert m["pack_plus_model"]["fpr"] <= alone["pack_plus_model"]["fpr"]
+    assert m["pack_plus_model"]["recall"] < alone["pack_plus_model"]["recall"]
+    # trained-on calls scored like held-out ones: the held-out threshold stands
+    same = evaluate.compute_metrics(ev, out, max_fpr=0.005, trained_on=(ev, out, None))
+    assert same["warn_risk"] == pytest.approx(alone["warn_risk"])
+
+
 def test_allowed_false_positives_is_the_upper_confidence_bound():
     from scipy.stats import beta
     for n in (2000, 20000, 200000):
