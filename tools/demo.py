@@ -359,7 +359,9 @@ def _evaluation_rows(n: int, ev: dict, pub: dict | None) -> list[tuple[str, str]
          f"{ev['pack_plus_model']['recall']:.3f} / {ev['pack_plus_model']['fpr']:.4f}  "
          f"(+{ev['gain_over_pack']:.3f} recall, goal >= +0.10)"),
         (f"day {n}: model risk calibration error (ECE)", both("risk_ece") + "  [goal <= 0.05]"),
-        (f"day {n}: phone warn threshold (warn_risk)", both("warn_risk")),
+        (f"day {n}: phone warn threshold (warn_risk)", both("warn_risk")
+         + (f"  [held-out callers alone: {ev['warn_risk_held_out']:.3f}; it must hold on trained-on callers too]"
+            if ev.get("warn_risk_held_out") is not None and ev.get("trained_on") else "")),
     ]
 
 

@@ -101,8 +101,15 @@ def blocks(metrics: dict, files: list[str], release: str | None) -> list[tuple]:
                      _fmt(p["pack_plus_model"]["fpr"])])
     out += [("h2", "Pack alone versus pack + model"), ("table", head, rows),
             ("p", f"The phone's threshold `warn_risk` = {_fmt(c['warn_risk'])} is the lowest model risk at which "
-                  f"pack + model flags at most {c['max_fpr']:.1%} of honest calls; it is written into this model's "
-                  "`contract.json` and the handset warns at or above it.")]
+                  f"pack + model keeps the {c.get('fpr_confidence', 0.95):.0%} upper bound of honest calls flagged "
+                  f"within {c['max_fpr']:.1%}; it is written into this model's `contract.json` and the handset "
+                  "warns at or above it.")]
+    t = c.get("trained_on")
+    if t:
+        out.append(("p", f"It must hold on callers the model trained on too (most callers a phone hears): on "
+                         f"{t['events']:,} of their calls the threshold would be {_fmt(t['warn_risk'])}, on the "
+                         f"held-out calls {_fmt(c.get('warn_risk_held_out'))}; the higher one is used. At it, "
+                         f"the trained-on calls have recall {_fmt(t['recall'])} and FPR {_fmt(t['fpr'])}."))
     out += [("h2", "Risk threshold table (all held-out calls)"),
             ("table", ["threshold", "flagged", "recall", "FPR", "precision"],
              [[str(t["threshold"]), _fmt(t["flagged"]), _fmt(t["recall"]), _fmt(t["fpr"]), _fmt(t["precision"])]

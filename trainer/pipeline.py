@@ -433,7 +433,7 @@ def student_or_skip(*args, stats: dict, echo) -> str | None:
 
 
 HEADLINE = ("recall_not_in_pack", "gain_over_pack", "pack_alone", "pack_plus_model", "warn_risk", "risk_auc",
-            "risk_ece", "events", "max_fpr")
+            "risk_ece", "events", "max_fpr", "warn_risk_held_out", "trained_on")
 
 
 def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, stats: dict,
@@ -450,10 +450,10 @@ def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, s
                           release=build_dir.name)
     verdict = res["verdict"]
     if res["candidate"]:
-        stats["model_evaluation"] = {k: res["candidate"][k] for k in HEADLINE}
+        stats["model_evaluation"] = {k: res["candidate"].get(k) for k in HEADLINE}
         stats["model_evaluation"]["truth"] = res["candidate"]["data"]["truth"]
     if res["published"]:
-        stats["model_evaluation_published"] = {k: res["published"][k] for k in HEADLINE}
+        stats["model_evaluation_published"] = {k: res["published"].get(k) for k in HEADLINE}
     stats["model_gate"] = "accepted" if verdict["accepted"] else "refused: " + "; ".join(verdict["reasons"])
     report = str(Path(model_dir) / "report.md") if (Path(model_dir) / "report.md").exists() else None
     if verdict["accepted"]:
