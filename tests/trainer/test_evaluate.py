@@ -159,7 +159,7 @@ def test_holdout_is_by_number_key_and_agrees_across_spellings():
 def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_path):
     ev = _events()
     out = _outputs(ev)
-    m = evaluate.compute_metrics(ev, out)
+    m = evaluate.compute_metrics(ev, out, trained_on=(_events(seed=2), _outputs(_events(seed=2), seed=2), None))
     m["data"] = {"dir": "sim", "truth": "simulation ground truth", "truth_csv": "t", "held_out": "20 %"}
     pub = evaluate.compute_metrics(ev, _outputs(ev, signal=1.0, seed=3))
     verdict = {"accepted": False, "reasons": ["risk_auc regressed on the same calls: x"], "compared": {},
@@ -174,7 +174,7 @@ def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_pat
         data = (tmp_path / name).read_bytes()
         assert name.startswith(hashlib.sha256(data).hexdigest()[:16] + "-") and data[:4] == b"\x89PNG"
     for text in ("release v7", "REFUSED", "risk_auc regressed on the same calls", "published (same calls)",
-                 "warn_risk", "pack alone"):
+                 "warn_risk", "pack alone", "callers the model trained on too"):
         assert text in md and text in page.replace("<strong>", "").replace("</strong>", "").replace(
             "<code>", "`").replace("</code>", "`")
     # a second evaluation replaces the plots instead of piling them up
