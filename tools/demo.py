@@ -314,7 +314,7 @@ def print_summary(summary: dict, work: Path) -> None:
             (f"day {n}: pack bytes written on the phone / base (level)",
              f"{d['sync'].get('pack_bytes_written', 0):,} / {d['sync'].get('pack_base_bytes', 0):,} "
              f"({', '.join(d['sync'].get('pack_layers') or ['-'])})"),
-            (f"day {n}: calls labelled (by source)", f"{rp.get('calls', 0):,} {rp.get('sources', {})}"),
+            (f"day {n}: calls labelled (by source)", f"{rp.get('calls', 0):,}: " + _by_source(rp.get('sources', {}))),
             (f"day {n}: harmful calls warned/blocked", _pct(acc.get("harmful_flagged"))),
             (f"day {n}: harmful calls labelled with the true category", _pct(acc.get("harmful_right_category"))),
             (f"day {n}: honest calls warned (silenced/rejected)",
@@ -404,3 +404,8 @@ def command(workdir, exports, keys, days, users, seed, calls_per_day, no_student
         signal.signal(sig, _exit_on_signal)
     run_demo(DemoConfig(workdir=workdir, exports=exports, keys=keys, days=days, users=users, seed=seed,
                         calls_per_day=calls_per_day, student=not no_student, serve=serve, port=port))
+
+
+def _by_source(counts: dict) -> str:
+    """{"pack_exact": 6579, "model": 5551} -> "pack_exact 6,579, model 5,551" (largest first)."""
+    return ", ".join(f"{name} {n:,}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"

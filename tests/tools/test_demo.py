@@ -18,3 +18,10 @@ def test_demo_two_days_full_then_delta(tmp_path):
         assert acc["harmful_flagged"] > 0.5  # the pack and the rules catch most unwanted calls
         assert acc["benign_flagged"] < 0.01  # and almost never warn about an honest caller
     assert (tmp_path / "work" / "summary.json").exists()
+
+
+def test_the_summary_lists_label_sources_as_words_largest_first():
+    from tools.demo import _by_source
+    assert _by_source({"model": 5551, "default": 10213, "rule:spoofed": 7}) == \
+        "default 10,213, model 5,551, rule:spoofed 7"
+    assert _by_source({}) == "none"
