@@ -18,6 +18,10 @@ def test_demo_two_days_full_then_delta(tmp_path):
         assert acc["harmful_flagged"] > 0.5  # the pack and the rules catch most unwanted calls
         assert acc["benign_flagged"] < 0.01  # and almost never warn about an honest caller
     assert (tmp_path / "work" / "summary.json").exists()
+    # the simulated verified businesses went in through the admin API and the build read them there
+    assert summary["verified_businesses"] > 0
+    from server.store import iter_verified
+    assert len(list(iter_verified(tmp_path / "work" / "store"))) == summary["verified_businesses"]
 
 
 def test_the_summary_lists_label_sources_as_words_largest_first():
