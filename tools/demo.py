@@ -310,6 +310,7 @@ def print_summary(summary: dict, work: Path) -> None:
     rows = [("simulated calls / tags / numbers",
              " / ".join(f"{summary['simulated'][k]:,}" for k in ("calls", "tags", "numbers"))),
             ("verified businesses registered (admin API)", f"{summary.get('verified_businesses', 0):,}")]
+    shipped = False  # a model accepted on an earlier day (what a refusal keeps)
     for d in summary["days"]:
         n, b, rp = d["day"], d["build"], d["replay"]
         acc = rp.get("accuracy", {})
@@ -337,8 +338,9 @@ def print_summary(summary: dict, work: Path) -> None:
             (f"day {n}: honest calls warned (silenced/rejected)",
              f"{_pct(acc.get('benign_flagged'))} ({_pct(acc.get('benign_blocked'))})"),
             (f"day {n}: decision latency p50 / p99", f"{lat.get('p50_us', '?')} / {lat.get('p99_us', '?')} µs"),
-            (f"day {n}: new model", _gate_word(b)),
+            (f"day {n}: new model", _gate_word(b, shipped)),
         ]
+        shipped = shipped or b["stats"].get("model_gate") == "accepted"
         ev = b["stats"].get("model_evaluation")
         if ev:
             rows += _evaluation_rows(n, ev, b["stats"].get("model_evaluation_published"))
@@ -352,13 +354,15 @@ def print_summary(summary: dict, work: Path) -> None:
     click.echo(f"\nfull summary: {work / 'summary.json'}")
 
 
-def _gate_word(b: dict) -> str:
+def _gate_word(b: dict, had_model: bool) -> str:
+    """The release gate's verdict in words; `had_model`: a model was already published to keep."""
     gate = b["stats"].get("model_gate")
     if gate is None:
         return "none"
     if gate == "accepted":
         return "accepted by the release gate and published"
-    return "refused by the release gate (published model kept): " + gate.removeprefix("refused: ")
+    kept = "published model kept" if had_model else "the phone runs without a model"
+    return f"refused by the release gate ({kept}): " + gate.removeprefix("refused: ")
 
 
 def _evaluation_rows(n: int, ev: dict, pub: dict | None) -> list[tuple[str, str]]:

@@ -29,3 +29,12 @@ def test_the_summary_lists_label_sources_as_words_largest_first():
     assert _by_source({"model": 5551, "default": 10213, "rule:spoofed": 7}) == \
         "default 10,213, model 5,551, rule:spoofed 7"
     assert _by_source({}) == "none"
+
+
+def test_a_refusal_says_what_the_phone_keeps():
+    from tools.demo import _gate_word
+    refused = {"stats": {"model_gate": "refused: recall gain 0.01 < 0.05"}}
+    assert _gate_word(refused, False) == ("refused by the release gate (the phone runs without a model): "
+                                          "recall gain 0.01 < 0.05")
+    assert "(published model kept)" in _gate_word(refused, True)
+    assert _gate_word({"stats": {"model_gate": "accepted"}}, False).startswith("accepted")
