@@ -36,6 +36,9 @@ class ConsensusConfig:
     half_life_days: float = 125.0  # days; evidence weight halves every half-life (PhoneBlock: 125)
     decay_from: str = "latest"  # age of a vote for the decay: "as_of" (run time) or "latest" (the
     # number's own latest vote: a number's old burst still counts among itself; staleness is last_ts)
+    decay_when: str = "change"  # "change": decay a number's votes only when they show a change of
+    # category over time (consensus_change, level change_alpha); "always": every number (earlier rule)
+    change_alpha: float = 0.05  # false-alarm rate per number of that change test (0..1)
     reliability_half_life_days: float | None = None  # decay of a vote as evidence about its
     # *reporter* (accuracy, confusion); None: none (a reporter's record does not go stale)
     min_reporters: int = 3  # distinct independent reporters needed to publish (blocs count once)
@@ -67,6 +70,8 @@ class ConsensusConfig:
     confusion_max_reporters: int = 100_000  # most prolific reporters with a matrix (memory bound)
     em_iterations: int = 10
     em_tol: float = 1e-3  # stop when no accuracy / confusion / prior moves more than this
+    confidence: str = "reviewer"  # "reviewer": P(a careful person, right with probability
+    # accuracy_max, else confused like the crowd, picks the label); "posterior": P(label is true)
     temper: bool = True  # confidence from the tempered posterior, tau chosen by predicting held-out
     # reports (consensus_calibration); False: the plain posterior
     calibration: tuple[float, float, float] = (1.0, 0.0, 0.0)  # (a, b, c): optional Platt map,
@@ -96,6 +101,10 @@ class ConsensusConfig:
             bad("reliability_half_life_days", "must be > 0 (days), or null (no decay)")
         if self.decay_from not in ("as_of", "latest"):
             bad("decay_from", "use as_of or latest")
+        if self.confidence not in ("reviewer", "posterior"):
+            bad("confidence", "use reviewer or posterior")
+        if self.decay_when not in ("change", "always"):
+            bad("decay_when", "use change or always")
         ib = self.influence_budget
         if ib is not None and (isinstance(ib, bool) or not isinstance(ib, (int, float))
                                or not math.isfinite(ib) or ib < 0):
@@ -109,7 +118,7 @@ class ConsensusConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 bad(name, "must be a non-negative integer")
-        for name in ("min_confidence", "new_account_weight", "bloc_min_overlap",
+        for name in ("min_confidence", "new_account_weight", "change_alpha", "bloc_min_overlap",
                      "bloc_min_agreement", "prior_accuracy",
                      "accuracy_min", "accuracy_max"):
             v = getattr(self, name)
@@ -204,7 +213,7 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
     win = S.window(events, as_of, recycled, stats, first_seen=first_seen, tagged_keys=tagged_keys)
     votes = S.effective_votes(win, cfg, recycled, appeals, stats)
     weights = S.vote_weights(votes, win.first_ts, cfg, as_of, stats)
-    post, accuracy = S.reporter_model(votes, weights, len(events.reporters), cfg, stats)
-    best, conf = S.best_category(post, votes)
+    post, accuracy, reviewer = S.reporter_model(votes, weights, len(events.reporters), cfg, stats)
+    best, conf = S.best_category(post, votes, reviewer)
     cols = S.publication(post, best, conf, votes, weights, cfg, verified, events.companies)
     return S.assemble(win, votes, cols, cfg, verified, as_of, stats, accuracy, events.reporters)

@@ -16,6 +16,7 @@ import numpy as np
 from callmark.categories import CATEGORIES, by_key
 from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED
 from trainer import consensus_calibration as CAL
+from trainer import consensus_change as CH
 from trainer import consensus_defences as D
 from trainer.consensus_em import fit, log_q0
 from trainer.consensus_output import ConsensusResult, build_ranges
@@ -149,6 +150,11 @@ def vote_weights(v: Votes, first_ts: np.ndarray, cfg, as_of: int, stats: dict) -
     """Steps 5-7: time decay x account history; blocs and cohorts collapsed; influence bound."""
     n_reps = first_ts.shape[0]
     age = (as_of - v.ts) if cfg.decay_from == "as_of" else (_latest_per_item(v) - v.ts)
+    if cfg.decay_when == "change":  # only numbers whose votes show a change of use decay
+        changed = CH.changed_items(v.item, v.ts, v.cls, v.n_items, cfg.change_alpha)
+        stats["changed_numbers"] = int(changed.sum())
+        age = np.where(changed[v.item], age, 0)
+        del changed
     w = np.power(0.5, age / (cfg.half_life_days * DAY))
     rh = cfg.reliability_half_life_days
     # the reporter's record: learn_w / w = its own decay / the evidence decay (all else shared)
@@ -188,8 +194,13 @@ def _latest_per_item(v: Votes) -> np.ndarray:
 
 
 def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Step 8: (posterior, items x classes float64, rows sum to 1; reporter accuracy or None).
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Step 8: (posterior, items x classes float64, rows sum to 1; reporter accuracy or None;
+    the careful reviewer's (classes x classes) confusion for the confidence, or None).
+
+    The reviewer (`cfg.confidence == "reviewer"`, see `reviewer_confusion`): the published
+    confidence is the probability that a careful person, right with probability
+    `cfg.accuracy_max` and otherwise confused like the crowd (Q), would pick the category.
 
     "em": Dawid-Skene with per-reporter confusion where the votes justify it (consensus_em,
     consensus_confusion), its evidence tempered so the posterior is calibrated
@@ -199,7 +210,7 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
     stats["collapse_guard"] = 1)."""
     n_items = v.n_items
     if cfg.method != "em" or not n_items:
-        return majority(v, wt), None
+        return majority(v, wt), None, None
     n_units = distinct_per_item(v.item, wt.unit, n_items, wt.units_are_reps)
     with _one_blas_thread():  # the products are small: threads only add overhead
         res = fit(v.item, v.rep, v.cls, wt.w, wt.unit, n_items, n_reps, K,
@@ -224,6 +235,8 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
         CAL.temper(post, np.log(res.prior), tau)
     stats["temper"] = tau
     accuracy = res.accuracy
+    reviewer = (reviewer_confusion(res.confusion, cfg.accuracy_max)
+                if cfg.confidence == "reviewer" else None)
     del res, n_units
     post -= post.max(axis=1, keepdims=True)
     np.exp(post, out=post)
@@ -234,8 +247,22 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
         maj = majority(v, wt)
         if (maj.argmax(axis=1) == top).mean() <= 0.8:  # Dawid-Skene's degenerate optimum
             stats["collapse_guard"] = 1
-            return maj, accuracy
-    return post, accuracy
+            return maj, accuracy, None
+    return post, accuracy, reviewer
+
+
+def reviewer_confusion(q: np.ndarray, accuracy: float) -> np.ndarray:
+    """(classes x classes) P(reviewer picks c | truth t): `accuracy` on the diagonal, else
+    (1 - accuracy) x the crowd-wide confusion row Q[t, c] (zero diagonal, rows sum to 1).
+
+    Why: the gold a label is judged by (an auditor, the handset user) is one careful person's
+    call, not the truth; the crowd posterior assumes that person is never wrong and is
+    over-confident wherever careful people disagree with a confident crowd. The reviewer is
+    credited with the most any one person can be in this model (`accuracy_max`, the bound of
+    every reporter's accuracy), so nothing is fitted to gold."""
+    r = (1.0 - accuracy) * np.asarray(q, np.float64)
+    np.fill_diagonal(r, accuracy)
+    return r
 
 
 def majority(v: Votes, wt: Weights) -> np.ndarray:
@@ -247,18 +274,32 @@ def majority(v: Votes, wt: Weights) -> np.ndarray:
     return np.where(tot > 0, post / np.maximum(tot, 1e-300), 1.0 / K)
 
 
-def best_category(post: np.ndarray, v: Votes) -> tuple[np.ndarray, np.ndarray]:
-    """Step 9: (best class, its probability) among the classes someone voted for on the number,
-    so weak evidence never turns a number tagged only "legit" into the prior's favourite."""
+def best_category(post: np.ndarray, v: Votes, reviewer: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Step 9: (best class, its confidence) among the classes someone voted for on the number,
+    so weak evidence never turns a number tagged only "legit" into the prior's favourite.
+
+    The confidence is the best class's posterior probability, or with `reviewer` (classes x
+    classes, from `reviewer_confusion`) the probability that the careful reviewer picks it:
+    sum_t post[t] * reviewer[t, best]."""
     n_items = v.n_items
     if not n_items:
         return np.zeros(0, np.int64), np.zeros(0)
     voted = np.zeros((n_items, K), bool)
     voted[v.item, v.cls] = True
+    best = np.where(voted, post, -1.0).argmax(axis=1) if reviewer is not None else None
+    if reviewer is not None:
+        conf = np.empty(n_items)
+        rt = np.ascontiguousarray(reviewer.T)  # rt[c] = P(reviewer picks c | t) over t
+        for lo in range(0, n_items, 131_072):
+            hi = min(n_items, lo + 131_072)
+            conf[lo:hi] = np.einsum("ij,ij->i", post[lo:hi], rt[best[lo:hi]])
     np.copyto(post, -1.0, where=~voted)  # in place: those classes are never read again
     del voted
-    best = post.argmax(axis=1)
-    return best, post[np.arange(n_items), best]
+    if reviewer is None:
+        best = post.argmax(axis=1)
+        conf = post[np.arange(n_items), best]
+    return best, conf
 
 
 def publication(post, best, conf, v: Votes, wt: Weights, cfg, verified: dict[int, str],

@@ -202,7 +202,9 @@ def test_decay_from_the_numbers_latest_vote_keeps_an_old_burst_and_its_age():
     late = t + 400 * DAY  # a year later, nobody has tagged the number since
     fresh = row(run(e, ConsensusConfig(decay_from="latest"), as_of=t + DAY), NUM)
     old = row(run(e, ConsensusConfig(decay_from="latest"), as_of=late), NUM)
-    absolute = row(run(e, ConsensusConfig(decay_from="as_of"), as_of=late), NUM)
+    # absolute decay applied to every number (the earlier rule): the calendar shrinks the burst
+    absolute = row(run(e, ConsensusConfig(decay_from="as_of", decay_when="always"), as_of=late),
+                   NUM)
     # relative decay: the burst still counts among itself; its age is carried by last_ts
     assert old["category"] == "fraud" and old["last_ts"] == rows[-1][3]
     assert absolute["confidence"] < old["confidence"] - 0.05
@@ -230,3 +232,67 @@ def test_reliability_decay_config_is_validated():
             ConsensusConfig(reliability_half_life_days=bad)
     with pytest.raises(ConsensusConfigError, match="decay_from"):
         ConsensusConfig(decay_from="now")
+
+
+def test_change_test_flags_a_change_of_category_not_a_stationary_mix():
+    from trainer.consensus_change import changed_items
+    A, B = 1, 2
+    seqs = [[A] * 6 + [B] * 4,  # a change: the number moved on
+            [A, B] * 5,  # the same mix all along
+            [A] * 8,  # one category
+            [A, B],  # too few votes to tell
+            [A] * 3 + [B] + [A] * 4 + [B] + [A] * 3]  # a dissenter now and then
+    item = np.concatenate([np.full(len(q), i) for i, q in enumerate(seqs)])
+    cls = np.concatenate([np.array(q) for q in seqs])
+    ts = np.concatenate([T0 + np.arange(len(q)) * DAY for q in seqs])
+    rev = np.arange(item.size)[::-1]  # the votes' row order must not matter, only their times
+    order = np.lexsort((rev, item))
+    got = changed_items(item[order], ts[order], cls[order], len(seqs), alpha=0.05)
+    assert got.tolist() == [True, False, False, False, False]
+    assert not changed_items(item, ts, cls, len(seqs), alpha=0.0).any()
+
+
+def test_age_alone_does_not_forget_a_vote():
+    """Decay only where the number's votes show a change: a stationary mix keeps its old votes."""
+    ev = background()
+    users = honest_users(ev, 5)
+    t = T0 + 20 * DAY
+    rows = [(NUM, u, FRAUD, t - 200 * DAY) for u in users[:3]]
+    rows += [(NUM, users[3], LEGIT, t - 100 * DAY), (NUM, users[4], FRAUD, t)]
+    cfg = dict(defences=False, method="majority", half_life_days=10)
+    e = add(ev, rows)
+    kept = run(e, ConsensusConfig(**cfg), as_of=t)
+    forgot = run(e, ConsensusConfig(decay_when="always", **cfg), as_of=t)
+    assert row(kept, NUM)["category"] == "fraud"
+    assert abs(row(kept, NUM)["confidence"] - 0.8) < 1e-6  # 4 of 5 votes, all at full weight
+    assert row(forgot, NUM)["confidence"] > 0.99  # the earlier rule: only the latest vote counts
+    with pytest.raises(ConsensusConfigError, match="decay_when"):
+        ConsensusConfig(decay_when="sometimes")
+    with pytest.raises(ConsensusConfigError, match="change_alpha"):
+        ConsensusConfig(change_alpha=1.5)
+
+
+def test_confidence_is_a_careful_reviewers_agreement_not_certainty():
+    """A unanimous, well-tagged number: the truth is near certain, but a careful reviewer (right
+    with probability accuracy_max) agrees only that often; `posterior` keeps the old meaning."""
+    ev = background()
+    users = honest_users(ev, 12)
+    t = T0 + 25 * DAY
+    e = add(ev, [(NUM, u, FRAUD, t + i * 600) for i, u in enumerate(users)])
+    rev = row(run(e, as_of=t + DAY), NUM)
+    post = row(run(e, ConsensusConfig(confidence="posterior"), as_of=t + DAY), NUM)
+    amax = ConsensusConfig().accuracy_max
+    assert rev["category"] == post["category"] == "fraud" and rev["published"]
+    assert post["confidence"] > 0.99
+    assert amax - 0.01 < rev["confidence"] <= amax + 1e-9
+    with pytest.raises(ConsensusConfigError, match="confidence"):
+        ConsensusConfig(confidence="gold")
+
+
+def test_reviewer_confusion_rows_are_distributions():
+    from trainer.consensus_steps import K, reviewer_confusion
+    q = np.random.default_rng(0).random((K, K))
+    np.fill_diagonal(q, 0)
+    q /= q.sum(axis=1, keepdims=True)
+    r = reviewer_confusion(q, 0.9)
+    assert np.allclose(r.sum(axis=1), 1) and np.allclose(np.diag(r), 0.9)
