@@ -26,14 +26,9 @@ Python loop. Pure numpy / scipy over (item, ts, class) columns, so another engin
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import xlogy
 from scipy.stats import chi2
 
-
-def _xlx(k: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """k log(k/n) + (n-k) log((n-k)/n) (0 where n = 0): the Bernoulli log likelihood at its MLE."""
-    n_safe = np.maximum(n, 1)
-    return xlogy(k, k / n_safe) + xlogy(n - k, (n - k) / n_safe)
+BLOCK = 1 << 20  # votes per block of numbers
 
 
 def changed_items(item: np.ndarray, ts: np.ndarray, cls: np.ndarray, n_items: int,
@@ -46,44 +41,65 @@ def changed_items(item: np.ndarray, ts: np.ndarray, cls: np.ndarray, n_items: in
     out = np.zeros(n_items, bool)
     if item.size == 0 or alpha <= 0:
         return out
-    item = item.astype(np.int64)
+    # blocks of whole numbers, ~BLOCK votes each: the temporaries stay small at 10 M votes
+    cuts = np.searchsorted(item, item[np.arange(BLOCK, item.size, BLOCK)])
+    for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [item.size]))):
+        if b > a:
+            _block(item[a:b], ts[a:b], cls[a:b], alpha, out)
+    return out
+
+
+def _block(item: np.ndarray, ts: np.ndarray, cls: np.ndarray, alpha: float, out: np.ndarray):
+    """`changed_items` on votes of whole numbers; sets `out` in place."""
     first = np.ones(item.size, bool)
     first[1:] = item[1:] != item[:-1]
     starts = np.flatnonzero(first)
-    ids = item[starts]
     n = np.diff(np.append(starts, item.size))
-    c = cls.astype(np.int64)
-    mixed = (np.minimum.reduceat(c, starts) != np.maximum.reduceat(c, starts)) & (n >= 3)
+    mixed = (np.minimum.reduceat(cls, starts) != np.maximum.reduceat(cls, starts)) & (n >= 3)
     if not mixed.any():
-        return out
-    sel = np.repeat(mixed, n)  # only numbers with >= 2 categories and >= 3 votes
-    it, t, c = item[sel], ts[sel], c[sel]
-    order = np.lexsort((t, it))  # by number, then time (stable: ties keep vote order)
-    it, c = it[order], c[order]
+        return
+    ids, nn = item[starts[mixed]], n[mixed]  # only numbers with >= 2 categories and >= 3 votes
+    sel = np.repeat(mixed, n)
+    local = np.repeat(np.arange(ids.size, dtype=np.int64), nn)  # votes are grouped by number
+    t, c = ts[sel].astype(np.int64), cls[sel].astype(np.int64)
+    del sel
+    # time order within each number: one stable sort of (number, time) (ties keep vote order)
+    t -= t.min()
+    span = int(t.max()) + 1
+    order = (np.argsort(local * span + t, kind="stable") if ids.size * span < 2 ** 62
+             else np.lexsort((t, local)))
+    c = c[order]
     del order, t
-    # the plurality category of each number (ties: the smaller class index)
-    code = it * 64 + c
-    uc, cnt = np.unique(code, return_counts=True)
-    un = uc // 64
-    o = np.lexsort((uc % 64, -cnt, un))
-    head = np.ones(o.size, bool)
-    head[1:] = un[o][1:] != un[o][:-1]
-    plur_item, plur_cls = un[o][head], (uc % 64)[o][head]
-    local = np.searchsorted(plur_item, it)
-    x = (c == plur_cls[local]).astype(np.float64)
-    # within-number prefix sums: position j (1..n) and ones among the first j votes
-    f = np.ones(it.size, bool)
-    f[1:] = it[1:] != it[:-1]
-    st = np.flatnonzero(f)
-    nn = np.diff(np.append(st, it.size))
-    pos = np.arange(it.size) - np.repeat(st, nn) + 1.0
+    # the plurality category of each number (ties: the smaller class index), from run lengths of
+    # the sorted (number, class) codes
+    code = np.sort(local * 64 + c)
+    rf = np.ones(code.size, bool)
+    rf[1:] = code[1:] != code[:-1]
+    rs = np.flatnonzero(rf)
+    run_len = np.diff(np.append(rs, code.size))
+    run_code = code[rs]
+    del code, rf
+    run_item = run_code // 64
+    enc = run_len * 64 + (63 - run_code % 64)  # most votes first, then the smaller class
+    head = np.ones(run_item.size, bool)
+    head[1:] = run_item[1:] != run_item[:-1]
+    plur = 63 - np.maximum.reduceat(enc, np.flatnonzero(head)) % 64
+    x = (c == plur[local]).astype(np.int64)
+    # within-number prefix counts: position j (1..n) and plurality votes k among the first j
+    st = np.concatenate(([0], np.cumsum(nn)[:-1]))
     cx = np.cumsum(x)
-    base = np.repeat(np.concatenate(([0.0], cx[st[1:] - 1])), nn)
-    k1 = cx - base
-    ntot = np.repeat(nn.astype(np.float64), nn)
-    ktot = np.repeat(k1[st + nn - 1], nn)
-    llr = _xlx(k1, pos) + _xlx(ktot - k1, ntot - pos) - _xlx(ktot, ntot)
-    best = np.maximum.reduceat(llr, st)
-    crit = 0.5 * chi2.isf(alpha / np.maximum(nn - 1, 1), 1)
-    out[plur_item[best > crit]] = True
-    return out
+    k = cx - np.repeat(np.concatenate(([0], cx[st[1:] - 1])), nn)
+    j = np.arange(x.size) - np.repeat(st, nn) + 1
+    del cx, x
+    kt = k[st + nn - 1]  # plurality votes of the number
+    # L(k, m) = k log k + (m - k) log(m - k) - m log m, from a table of v log v (v integer)
+    xl = np.arange(int(nn.max()) + 1, dtype=np.float64)
+    xl[1:] *= np.log(xl[1:])
+    ktot, ntot = np.repeat(kt, nn), np.repeat(nn, nn)
+    llr = (xl[k] + xl[j - k] - xl[j] + xl[ktot - k] + xl[ntot - j - ktot + k] - xl[ntot - j])
+    del k, j, ktot, ntot
+    best = np.maximum.reduceat(llr, st) - (xl[kt] + xl[nn - kt] - xl[nn])
+    # chi-square(1) critical value at alpha / (n - 1), once per distinct n
+    un, inv = np.unique(nn, return_inverse=True)
+    crit = 0.5 * chi2.isf(alpha / np.maximum(un - 1, 1), 1)[inv]
+    out[ids[best > crit]] = True

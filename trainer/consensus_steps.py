@@ -153,7 +153,7 @@ def vote_weights(v: Votes, first_ts: np.ndarray, cfg, as_of: int, stats: dict) -
     if cfg.decay_when == "change":  # only numbers whose votes show a change of use decay
         changed = CH.changed_items(v.item, v.ts, v.cls, v.n_items, cfg.change_alpha)
         stats["changed_numbers"] = int(changed.sum())
-        age = np.where(changed[v.item], age, 0)
+        age[~changed[v.item]] = 0
         del changed
     w = np.power(0.5, age / (cfg.half_life_days * DAY))
     rh = cfg.reliability_half_life_days

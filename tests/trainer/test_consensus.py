@@ -234,7 +234,7 @@ def test_reliability_decay_config_is_validated():
         ConsensusConfig(decay_from="now")
 
 
-def test_change_test_flags_a_change_of_category_not_a_stationary_mix():
+def test_change_test_flags_a_change_of_category_not_a_stationary_mix(monkeypatch):
     from trainer.consensus_change import changed_items
     A, B = 1, 2
     seqs = [[A] * 6 + [B] * 4,  # a change: the number moved on
@@ -249,6 +249,9 @@ def test_change_test_flags_a_change_of_category_not_a_stationary_mix():
     order = np.lexsort((rev, item))
     got = changed_items(item[order], ts[order], cls[order], len(seqs), alpha=0.05)
     assert got.tolist() == [True, False, False, False, False]
+    monkeypatch.setattr("trainer.consensus_change.BLOCK", 7)  # numbers split over many blocks
+    assert changed_items(item[order], ts[order], cls[order], len(seqs), 0.05).tolist() == \
+        got.tolist()
     assert not changed_items(item, ts, cls, len(seqs), alpha=0.0).any()
 
 
