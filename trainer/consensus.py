@@ -70,8 +70,9 @@ class ConsensusConfig:
     confusion_max_reporters: int = 100_000  # most prolific reporters with a matrix (memory bound)
     em_iterations: int = 10
     em_tol: float = 1e-3  # stop when no accuracy / confusion / prior moves more than this
-    confidence: str = "reviewer"  # "reviewer": P(a careful person, right with probability
-    # accuracy_max, else confused like the crowd, picks the label); "posterior": P(label is true)
+    confidence: str = "reviewer"  # "reviewer": P(a careful person picks the label), the person
+    # right on a number as often as its careful reporters agree (prior accuracy_max, prior_strength
+    # votes; consensus_calibration.Reviewer); "posterior": P(label is true)
     temper: bool = True  # confidence from the tempered posterior, tau chosen by predicting held-out
     # reports (consensus_calibration); False: the plain posterior
     calibration: tuple[float, float, float] = (1.0, 0.0, 0.0)  # (a, b, c): optional Platt map,
@@ -214,6 +215,6 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
     votes = S.effective_votes(win, cfg, recycled, appeals, stats)
     weights = S.vote_weights(votes, win.first_ts, cfg, as_of, stats)
     post, accuracy, reviewer = S.reporter_model(votes, weights, len(events.reporters), cfg, stats)
-    best, conf = S.best_category(post, votes, reviewer)
+    best, conf = S.best_category(post, votes, weights, reviewer)
     cols = S.publication(post, best, conf, votes, weights, cfg, verified, events.companies)
     return S.assemble(win, votes, cols, cfg, verified, as_of, stats, accuracy, events.reporters)

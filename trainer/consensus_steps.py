@@ -194,13 +194,10 @@ def _latest_per_item(v: Votes) -> np.ndarray:
 
 
 def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
-                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+                   ) -> tuple[np.ndarray, np.ndarray | None, "CAL.Reviewer | None"]:
     """Step 8: (posterior, items x classes float64, rows sum to 1; reporter accuracy or None;
-    the careful reviewer's (classes x classes) confusion for the confidence, or None).
-
-    The reviewer (`cfg.confidence == "reviewer"`, see `reviewer_confusion`): the published
-    confidence is the probability that a careful person, right with probability
-    `cfg.accuracy_max` and otherwise confused like the crowd (Q), would pick the category.
+    the careful reviewer whose choice the confidence is (`cfg.confidence == "reviewer"`,
+    consensus_calibration.Reviewer), or None: the confidence is the posterior).
 
     "em": Dawid-Skene with per-reporter confusion where the votes justify it (consensus_em,
     consensus_confusion), its evidence tempered so the posterior is calibrated
@@ -235,7 +232,8 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
         CAL.temper(post, np.log(res.prior), tau)
     stats["temper"] = tau
     accuracy = res.accuracy
-    reviewer = (reviewer_confusion(res.confusion, cfg.accuracy_max)
+    reviewer = (CAL.Reviewer.from_model(res.confusion, res.accuracy, cfg.accuracy_max,
+                                        cfg.prior_strength)
                 if cfg.confidence == "reviewer" else None)
     del res, n_units
     post -= post.max(axis=1, keepdims=True)
@@ -251,20 +249,6 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
     return post, accuracy, reviewer
 
 
-def reviewer_confusion(q: np.ndarray, accuracy: float) -> np.ndarray:
-    """(classes x classes) P(reviewer picks c | truth t): `accuracy` on the diagonal, else
-    (1 - accuracy) x the crowd-wide confusion row Q[t, c] (zero diagonal, rows sum to 1).
-
-    Why: the gold a label is judged by (an auditor, the handset user) is one careful person's
-    call, not the truth; the crowd posterior assumes that person is never wrong and is
-    over-confident wherever careful people disagree with a confident crowd. The reviewer is
-    credited with the most any one person can be in this model (`accuracy_max`, the bound of
-    every reporter's accuracy), so nothing is fitted to gold."""
-    r = (1.0 - accuracy) * np.asarray(q, np.float64)
-    np.fill_diagonal(r, accuracy)
-    return r
-
-
 def majority(v: Votes, wt: Weights) -> np.ndarray:
     """(items x classes) weighted vote shares."""
     n_items = v.n_items
@@ -274,26 +258,22 @@ def majority(v: Votes, wt: Weights) -> np.ndarray:
     return np.where(tot > 0, post / np.maximum(tot, 1e-300), 1.0 / K)
 
 
-def best_category(post: np.ndarray, v: Votes, reviewer: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def best_category(post: np.ndarray, v: Votes, wt: Weights | None = None,
+                  reviewer: "CAL.Reviewer | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """Step 9: (best class, its confidence) among the classes someone voted for on the number,
     so weak evidence never turns a number tagged only "legit" into the prior's favourite.
 
-    The confidence is the best class's posterior probability, or with `reviewer` (classes x
-    classes, from `reviewer_confusion`) the probability that the careful reviewer picks it:
-    sum_t post[t] * reviewer[t, best]."""
+    The confidence is the best class's posterior probability, or with `reviewer` (and the vote
+    weights `wt`) the probability that a careful reviewer picks it
+    (consensus_calibration.reviewer_confidence)."""
     n_items = v.n_items
     if not n_items:
         return np.zeros(0, np.int64), np.zeros(0)
     voted = np.zeros((n_items, K), bool)
     voted[v.item, v.cls] = True
-    best = np.where(voted, post, -1.0).argmax(axis=1) if reviewer is not None else None
     if reviewer is not None:
-        conf = np.empty(n_items)
-        rt = np.ascontiguousarray(reviewer.T)  # rt[c] = P(reviewer picks c | t) over t
-        for lo in range(0, n_items, 131_072):
-            hi = min(n_items, lo + 131_072)
-            conf[lo:hi] = np.einsum("ij,ij->i", post[lo:hi], rt[best[lo:hi]])
+        best = np.where(voted, post, -1.0).argmax(axis=1)
+        conf = CAL.reviewer_confidence(post, best, v.item, v.cls, v.rep, wt.w, reviewer)
     np.copyto(post, -1.0, where=~voted)  # in place: those classes are never read again
     del voted
     if reviewer is None:

@@ -275,27 +275,46 @@ def test_age_alone_does_not_forget_a_vote():
         ConsensusConfig(change_alpha=1.5)
 
 
-def test_confidence_is_a_careful_reviewers_agreement_not_certainty():
-    """A unanimous, well-tagged number: the truth is near certain, but a careful reviewer (right
-    with probability accuracy_max) agrees only that often; `posterior` keeps the old meaning."""
+def test_confidence_is_a_careful_reviewers_choice_not_certainty():
+    """Where careful reporters split, a careful reviewer may well side with the minority: the
+    confidence drops well below the posterior; where they agree it stays high."""
     ev = background()
-    users = honest_users(ev, 12)
+    users = honest_users(ev, 24)
     t = T0 + 25 * DAY
-    e = add(ev, [(NUM, u, FRAUD, t + i * 600) for i, u in enumerate(users)])
-    rev = row(run(e, as_of=t + DAY), NUM)
-    post = row(run(e, ConsensusConfig(confidence="posterior"), as_of=t + DAY), NUM)
-    amax = ConsensusConfig().accuracy_max
-    assert rev["category"] == post["category"] == "fraud" and rev["published"]
-    assert post["confidence"] > 0.99
-    assert amax - 0.01 < rev["confidence"] <= amax + 1e-9
+    other = NUM + 1
+    rows = [(NUM, u, FRAUD, t + i * 600) for i, u in enumerate(users[:12])]
+    rows += [(other, u, FRAUD if i < 7 else HARASS, t + i * 600)
+             for i, u in enumerate(users[12:])]
+    e = add(ev, rows)
+    res_rev = run(e, as_of=t + DAY)
+    res_post = run(e, ConsensusConfig(confidence="posterior"), as_of=t + DAY)
+    una, split = row(res_rev, NUM), row(res_rev, other)
+    assert una["category"] == split["category"] == "fraud"
+    assert row(res_post, NUM)["category"] == row(res_post, other)["category"] == "fraud"
+    assert una["published"] and una["confidence"] > 0.9
+    assert una["confidence"] <= row(res_post, NUM)["confidence"] + 1e-9
+    # 7 against 5: the posterior is sure (independent reporters), a reviewer much less so
+    assert split["confidence"] < row(res_post, other)["confidence"] - 0.15
+    assert split["confidence"] < una["confidence"] - 0.1
     with pytest.raises(ConsensusConfigError, match="confidence"):
         ConsensusConfig(confidence="gold")
 
 
-def test_reviewer_confusion_rows_are_distributions():
-    from trainer.consensus_steps import K, reviewer_confusion
-    q = np.random.default_rng(0).random((K, K))
-    np.fill_diagonal(q, 0)
-    q /= q.sum(axis=1, keepdims=True)
-    r = reviewer_confusion(q, 0.9)
-    assert np.allclose(r.sum(axis=1), 1) and np.allclose(np.diag(r), 0.9)
+def test_reviewer_confidence_formula():
+    from trainer.consensus_calibration import Reviewer, reviewer_confidence
+    k = 3
+    q = np.full((k, k), 0.5)
+    rv = Reviewer.from_model(q, np.array([0.9, 0.5, 0.75]), accuracy=0.95, strength=4.0)
+    assert np.allclose(np.diag(rv.q), 0) and rv.log_odds[1] == 0  # a coin carries no weight
+    post = np.array([[1.0, 0, 0], [0.5, 0.5, 0]])
+    best = np.array([0, 0])
+    item = np.array([0, 0, 0, 1])
+    cls = np.array([0, 0, 1, 0])
+    rep = np.array([0, 1, 2, 2])
+    w = np.array([1.0, 1.0, 0.5, 1.0])
+    conf = reviewer_confidence(post, best, item, cls, rep, w, rv)
+    lo0, lo2 = np.log(9), np.log(3)
+    g0 = (4 * 0.95 + lo0) / (4 + lo0 + 0.5 * lo2)  # reporter 2 disagreed at half weight
+    g1 = (4 * 0.95 + lo2) / (4 + lo2)
+    assert np.isclose(conf[0], g0)
+    assert np.isclose(conf[1], g1 * 0.5 + (1 - g1) * 0.5 * 0.5)  # truth 1 -> picks 0 w.p. Q=.5
