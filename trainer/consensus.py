@@ -2,10 +2,11 @@
 
 `run(events, config, as_of, verified=None, appeals=None, recycled=None) -> ConsensusResult`.
 Steps (trainer.consensus_steps): window (as_of, reissues) -> effective votes (daily caps, latest
-vote per reporter and number, appeals) -> vote weights (time decay x account history; blocs and
-young-account cohorts collapsed; influence bounded) -> reporter model (Dawid-Skene with shrunk
-per-reporter confusion, tempered posterior) -> best category -> publication (thresholds, appeals,
-verified businesses) -> rows and ranges (consensus_output).
+vote per reporter and number, appeals) -> vote weights (time decay where a number's votes show a
+change x account history; blocs and young-account cohorts collapsed; influence bounded) ->
+reporter model (Dawid-Skene with shrunk per-reporter confusion, tempered posterior) -> best
+category and a careful reviewer's confidence -> publication (thresholds, appeals, verified
+businesses) -> rows and ranges (consensus_output).
 """
 from __future__ import annotations
 
@@ -37,12 +38,13 @@ class ConsensusConfig:
     decay_from: str = "latest"  # age of a vote for the decay: "as_of" (run time) or "latest" (the
     # number's own latest vote: a number's old burst still counts among itself; staleness is last_ts)
     decay_when: str = "change"  # "change": decay a number's votes only when they show a change of
-    # category over time (consensus_change, level change_alpha); "always": every number (earlier rule)
+    # category over time (consensus_change, level change_alpha); "always": every number (the
+    # earlier rule)
     change_alpha: float = 0.05  # false-alarm rate per number of that change test (0..1)
     reliability_half_life_days: float | None = None  # decay of a vote as evidence about its
     # *reporter* (accuracy, confusion); None: none (a reporter's record does not go stale)
     min_reporters: int = 3  # distinct independent reporters needed to publish (blocs count once)
-    min_confidence: float = 0.5  # calibrated probability needed to publish
+    min_confidence: float = 0.5  # confidence (a careful reviewer's, see `confidence`) to publish
     min_reporters_by_category: dict[str, int] = field(default_factory=dict)  # per-category overrides
     min_confidence_by_category: dict[str, float] = field(default_factory=dict)
     method: str = "em"  # "em" (reliability-weighted) or "majority" (baseline, same thresholds)
@@ -73,7 +75,7 @@ class ConsensusConfig:
     confidence: str = "reviewer"  # "reviewer": P(a careful person picks the label), the person
     # right on a number as often as its careful reporters agree (prior accuracy_max, prior_strength
     # votes; consensus_calibration.Reviewer); "posterior": P(label is true)
-    temper: bool = True  # confidence from the tempered posterior, tau chosen by predicting held-out
+    temper: bool = True  # posterior tempered, tau chosen by predicting held-out
     # reports (consensus_calibration); False: the plain posterior
     calibration: tuple[float, float, float] = (1.0, 0.0, 0.0)  # (a, b, c): optional Platt map,
     # confidence = sigmoid(a * logit(p) + b * log(1 + independent reporters) + c) of the posterior
