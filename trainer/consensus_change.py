@@ -20,8 +20,9 @@ when the largest of its n - 1 statistics passes the Bonferroni-corrected level `
 (family-wise error <= alpha per number, conservative because the splits are correlated). A
 number whose votes are all one category, or that has fewer than 3 votes, cannot show a change.
 
-Cost: one lexsort of the votes of non-unanimous numbers, a few O(votes) passes; no per-number
-Python loop. Pure numpy / scipy over (item, ts, class) columns, so another engine can run it.
+Cost: two sorts of the votes of non-unanimous numbers (time order; plurality category), a few
+O(votes) passes over blocks of ~2^20 votes, no per-number Python loop (~0.3 s CPU per 1 M
+votes). Pure numpy / scipy over (item, ts, class) columns, so another engine can run it.
 """
 from __future__ import annotations
 

@@ -271,8 +271,11 @@ def best_category(post: np.ndarray, v: Votes, wt: Weights | None = None,
         return np.zeros(0, np.int64), np.zeros(0)
     voted = np.zeros((n_items, K), bool)
     voted[v.item, v.cls] = True
-    if reviewer is not None:
-        best = np.where(voted, post, -1.0).argmax(axis=1)
+    if reviewer is not None:  # the label first (blocks of items: no second items x K copy)
+        best = np.empty(n_items, np.int64)
+        for lo in range(0, n_items, CAL.BLOCK):
+            hi = min(n_items, lo + CAL.BLOCK)
+            best[lo:hi] = np.where(voted[lo:hi], post[lo:hi], -1.0).argmax(axis=1)
         conf = CAL.reviewer_confidence(post, best, v.item, v.cls, v.rep, wt.w, reviewer)
     np.copyto(post, -1.0, where=~voted)  # in place: those classes are never read again
     del voted
