@@ -2,10 +2,11 @@
 
 `run(events, config, as_of, verified=None, appeals=None, recycled=None) -> ConsensusResult`.
 Steps (trainer.consensus_steps): window (as_of, reissues) -> effective votes (daily caps, latest
-vote per reporter and number, appeals) -> vote weights (time decay x account history; blocs and
-young-account cohorts collapsed; influence bounded) -> reporter model (Dawid-Skene with shrunk
-per-reporter confusion, tempered posterior) -> best category -> publication (thresholds, appeals,
-verified businesses) -> rows and ranges (consensus_output).
+vote per reporter and number, appeals) -> vote weights (time decay where a number's votes show a
+change x account history; blocs and young-account cohorts collapsed; influence bounded) ->
+reporter model (Dawid-Skene with shrunk per-reporter confusion, tempered posterior) -> best
+category and a careful reviewer's confidence -> publication (thresholds, appeals, verified
+businesses) -> rows and ranges (consensus_output).
 """
 from __future__ import annotations
 
@@ -36,10 +37,14 @@ class ConsensusConfig:
     half_life_days: float = 125.0  # days; evidence weight halves every half-life (PhoneBlock: 125)
     decay_from: str = "latest"  # age of a vote for the decay: "as_of" (run time) or "latest" (the
     # number's own latest vote: a number's old burst still counts among itself; staleness is last_ts)
+    decay_when: str = "change"  # "change": decay a number's votes only when they show a change of
+    # category over time (consensus_change, level change_alpha); "always": every number (the
+    # earlier rule)
+    change_alpha: float = 0.05  # false-alarm rate per number of that change test (0..1)
     reliability_half_life_days: float | None = None  # decay of a vote as evidence about its
     # *reporter* (accuracy, confusion); None: none (a reporter's record does not go stale)
     min_reporters: int = 3  # distinct independent reporters needed to publish (blocs count once)
-    min_confidence: float = 0.5  # calibrated probability needed to publish
+    min_confidence: float = 0.5  # confidence (a careful reviewer's, see `confidence`) to publish
     min_reporters_by_category: dict[str, int] = field(default_factory=dict)  # per-category overrides
     min_confidence_by_category: dict[str, float] = field(default_factory=dict)
     method: str = "em"  # "em" (reliability-weighted) or "majority" (baseline, same thresholds)
@@ -67,7 +72,10 @@ class ConsensusConfig:
     confusion_max_reporters: int = 100_000  # most prolific reporters with a matrix (memory bound)
     em_iterations: int = 10
     em_tol: float = 1e-3  # stop when no accuracy / confusion / prior moves more than this
-    temper: bool = True  # confidence from the tempered posterior, tau chosen by predicting held-out
+    confidence: str = "reviewer"  # "reviewer": P(a careful person picks the label), the person
+    # right on a number as often as its careful reporters agree (prior accuracy_max, prior_strength
+    # votes; consensus_calibration.Reviewer); "posterior": P(label is true)
+    temper: bool = True  # posterior tempered, tau chosen by predicting held-out
     # reports (consensus_calibration); False: the plain posterior
     calibration: tuple[float, float, float] = (1.0, 0.0, 0.0)  # (a, b, c): optional Platt map,
     # confidence = sigmoid(a * logit(p) + b * log(1 + independent reporters) + c) of the posterior
@@ -96,6 +104,10 @@ class ConsensusConfig:
             bad("reliability_half_life_days", "must be > 0 (days), or null (no decay)")
         if self.decay_from not in ("as_of", "latest"):
             bad("decay_from", "use as_of or latest")
+        if self.confidence not in ("reviewer", "posterior"):
+            bad("confidence", "use reviewer or posterior")
+        if self.decay_when not in ("change", "always"):
+            bad("decay_when", "use change or always")
         ib = self.influence_budget
         if ib is not None and (isinstance(ib, bool) or not isinstance(ib, (int, float))
                                or not math.isfinite(ib) or ib < 0):
@@ -109,7 +121,7 @@ class ConsensusConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 bad(name, "must be a non-negative integer")
-        for name in ("min_confidence", "new_account_weight", "bloc_min_overlap",
+        for name in ("min_confidence", "new_account_weight", "change_alpha", "bloc_min_overlap",
                      "bloc_min_agreement", "prior_accuracy",
                      "accuracy_min", "accuracy_max"):
             v = getattr(self, name)
@@ -204,7 +216,7 @@ def run(events: TagEvents, config: ConsensusConfig | None = None, as_of=None,
     win = S.window(events, as_of, recycled, stats, first_seen=first_seen, tagged_keys=tagged_keys)
     votes = S.effective_votes(win, cfg, recycled, appeals, stats)
     weights = S.vote_weights(votes, win.first_ts, cfg, as_of, stats)
-    post, accuracy = S.reporter_model(votes, weights, len(events.reporters), cfg, stats)
-    best, conf = S.best_category(post, votes)
+    post, accuracy, reviewer = S.reporter_model(votes, weights, len(events.reporters), cfg, stats)
+    best, conf = S.best_category(post, votes, weights, reviewer)
     cols = S.publication(post, best, conf, votes, weights, cfg, verified, events.companies)
     return S.assemble(win, votes, cols, cfg, verified, as_of, stats, accuracy, events.reporters)

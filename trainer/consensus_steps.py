@@ -16,6 +16,7 @@ import numpy as np
 from callmark.categories import CATEGORIES, by_key
 from callmark.labels import FLAG_APPEAL_SUPPRESSED, FLAG_VERIFIED
 from trainer import consensus_calibration as CAL
+from trainer import consensus_change as CH
 from trainer import consensus_defences as D
 from trainer.consensus_em import fit, log_q0
 from trainer.consensus_output import ConsensusResult, build_ranges
@@ -149,6 +150,11 @@ def vote_weights(v: Votes, first_ts: np.ndarray, cfg, as_of: int, stats: dict) -
     """Steps 5-7: time decay x account history; blocs and cohorts collapsed; influence bound."""
     n_reps = first_ts.shape[0]
     age = (as_of - v.ts) if cfg.decay_from == "as_of" else (_latest_per_item(v) - v.ts)
+    if cfg.decay_when == "change":  # only numbers whose votes show a change of use decay
+        changed = CH.changed_items(v.item, v.ts, v.cls, v.n_items, cfg.change_alpha)
+        stats["changed_numbers"] = int(changed.sum())
+        age[~changed[v.item]] = 0
+        del changed
     w = np.power(0.5, age / (cfg.half_life_days * DAY))
     rh = cfg.reliability_half_life_days
     # the reporter's record: learn_w / w = its own decay / the evidence decay (all else shared)
@@ -188,8 +194,10 @@ def _latest_per_item(v: Votes) -> np.ndarray:
 
 
 def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Step 8: (posterior, items x classes float64, rows sum to 1; reporter accuracy or None).
+                   ) -> tuple[np.ndarray, np.ndarray | None, "CAL.Reviewer | None"]:
+    """Step 8: (posterior, items x classes float64, rows sum to 1; reporter accuracy or None;
+    the careful reviewer whose choice the confidence is (`cfg.confidence == "reviewer"`,
+    consensus_calibration.Reviewer), or None: the confidence is the posterior).
 
     "em": Dawid-Skene with per-reporter confusion where the votes justify it (consensus_em,
     consensus_confusion), its evidence tempered so the posterior is calibrated
@@ -199,7 +207,7 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
     stats["collapse_guard"] = 1)."""
     n_items = v.n_items
     if cfg.method != "em" or not n_items:
-        return majority(v, wt), None
+        return majority(v, wt), None, None
     n_units = distinct_per_item(v.item, wt.unit, n_items, wt.units_are_reps)
     with _one_blas_thread():  # the products are small: threads only add overhead
         res = fit(v.item, v.rep, v.cls, wt.w, wt.unit, n_items, n_reps, K,
@@ -224,6 +232,9 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
         CAL.temper(post, np.log(res.prior), tau)
     stats["temper"] = tau
     accuracy = res.accuracy
+    reviewer = (CAL.Reviewer.from_model(res.confusion, res.accuracy, cfg.accuracy_max,
+                                        cfg.prior_strength)
+                if cfg.confidence == "reviewer" else None)
     del res, n_units
     post -= post.max(axis=1, keepdims=True)
     np.exp(post, out=post)
@@ -234,8 +245,8 @@ def reporter_model(v: Votes, wt: Weights, n_reps: int, cfg, stats: dict
         maj = majority(v, wt)
         if (maj.argmax(axis=1) == top).mean() <= 0.8:  # Dawid-Skene's degenerate optimum
             stats["collapse_guard"] = 1
-            return maj, accuracy
-    return post, accuracy
+            return maj, accuracy, None
+    return post, accuracy, reviewer
 
 
 def majority(v: Votes, wt: Weights) -> np.ndarray:
@@ -247,18 +258,31 @@ def majority(v: Votes, wt: Weights) -> np.ndarray:
     return np.where(tot > 0, post / np.maximum(tot, 1e-300), 1.0 / K)
 
 
-def best_category(post: np.ndarray, v: Votes) -> tuple[np.ndarray, np.ndarray]:
-    """Step 9: (best class, its probability) among the classes someone voted for on the number,
-    so weak evidence never turns a number tagged only "legit" into the prior's favourite."""
+def best_category(post: np.ndarray, v: Votes, wt: Weights | None = None,
+                  reviewer: "CAL.Reviewer | None" = None) -> tuple[np.ndarray, np.ndarray]:
+    """Step 9: (best class, its confidence) among the classes someone voted for on the number,
+    so weak evidence never turns a number tagged only "legit" into the prior's favourite.
+
+    The confidence is the best class's posterior probability, or with `reviewer` (and the vote
+    weights `wt`) the probability that a careful reviewer picks it
+    (consensus_calibration.reviewer_confidence)."""
     n_items = v.n_items
     if not n_items:
         return np.zeros(0, np.int64), np.zeros(0)
     voted = np.zeros((n_items, K), bool)
     voted[v.item, v.cls] = True
+    if reviewer is not None:  # the label first (blocks of items: no second items x K copy)
+        best = np.empty(n_items, np.int64)
+        for lo in range(0, n_items, CAL.BLOCK):
+            hi = min(n_items, lo + CAL.BLOCK)
+            best[lo:hi] = np.where(voted[lo:hi], post[lo:hi], -1.0).argmax(axis=1)
+        conf = CAL.reviewer_confidence(post, best, v.item, v.cls, v.rep, wt.w, reviewer)
     np.copyto(post, -1.0, where=~voted)  # in place: those classes are never read again
     del voted
-    best = post.argmax(axis=1)
-    return best, post[np.arange(n_items), best]
+    if reviewer is None:
+        best = post.argmax(axis=1)
+        conf = post[np.arange(n_items), best]
+    return best, conf
 
 
 def publication(post, best, conf, v: Votes, wt: Weights, cfg, verified: dict[int, str],

@@ -202,7 +202,9 @@ def test_decay_from_the_numbers_latest_vote_keeps_an_old_burst_and_its_age():
     late = t + 400 * DAY  # a year later, nobody has tagged the number since
     fresh = row(run(e, ConsensusConfig(decay_from="latest"), as_of=t + DAY), NUM)
     old = row(run(e, ConsensusConfig(decay_from="latest"), as_of=late), NUM)
-    absolute = row(run(e, ConsensusConfig(decay_from="as_of"), as_of=late), NUM)
+    # absolute decay applied to every number (the earlier rule): the calendar shrinks the burst
+    absolute = row(run(e, ConsensusConfig(decay_from="as_of", decay_when="always"), as_of=late),
+                   NUM)
     # relative decay: the burst still counts among itself; its age is carried by last_ts
     assert old["category"] == "fraud" and old["last_ts"] == rows[-1][3]
     assert absolute["confidence"] < old["confidence"] - 0.05
@@ -230,3 +232,89 @@ def test_reliability_decay_config_is_validated():
             ConsensusConfig(reliability_half_life_days=bad)
     with pytest.raises(ConsensusConfigError, match="decay_from"):
         ConsensusConfig(decay_from="now")
+
+
+def test_change_test_flags_a_change_of_category_not_a_stationary_mix(monkeypatch):
+    from trainer.consensus_change import changed_items
+    A, B = 1, 2
+    seqs = [[A] * 6 + [B] * 4,  # a change: the number moved on
+            [A, B] * 5,  # the same mix all along
+            [A] * 8,  # one category
+            [A, B],  # too few votes to tell
+            [A] * 3 + [B] + [A] * 4 + [B] + [A] * 3]  # a dissenter now and then
+    item = np.concatenate([np.full(len(q), i) for i, q in enumerate(seqs)])
+    cls = np.concatenate([np.array(q) for q in seqs])
+    ts = np.concatenate([T0 + np.arange(len(q)) * DAY for q in seqs])
+    rev = np.arange(item.size)[::-1]  # the votes' row order must not matter, only their times
+    order = np.lexsort((rev, item))
+    got = changed_items(item[order], ts[order], cls[order], len(seqs), alpha=0.05)
+    assert got.tolist() == [True, False, False, False, False]
+    monkeypatch.setattr("trainer.consensus_change.BLOCK", 7)  # numbers split over many blocks
+    assert changed_items(item[order], ts[order], cls[order], len(seqs), 0.05).tolist() == \
+        got.tolist()
+    assert not changed_items(item, ts, cls, len(seqs), alpha=0.0).any()
+
+
+def test_age_alone_does_not_forget_a_vote():
+    """Decay only where the number's votes show a change: a stationary mix keeps its old votes."""
+    ev = background()
+    users = honest_users(ev, 5)
+    t = T0 + 20 * DAY
+    rows = [(NUM, u, FRAUD, t - 200 * DAY) for u in users[:3]]
+    rows += [(NUM, users[3], LEGIT, t - 100 * DAY), (NUM, users[4], FRAUD, t)]
+    cfg = dict(defences=False, method="majority", half_life_days=10)
+    e = add(ev, rows)
+    kept = run(e, ConsensusConfig(**cfg), as_of=t)
+    forgot = run(e, ConsensusConfig(decay_when="always", **cfg), as_of=t)
+    assert row(kept, NUM)["category"] == "fraud"
+    assert abs(row(kept, NUM)["confidence"] - 0.8) < 1e-6  # 4 of 5 votes, all at full weight
+    assert row(forgot, NUM)["confidence"] > 0.99  # the earlier rule: only the latest vote counts
+    with pytest.raises(ConsensusConfigError, match="decay_when"):
+        ConsensusConfig(decay_when="sometimes")
+    with pytest.raises(ConsensusConfigError, match="change_alpha"):
+        ConsensusConfig(change_alpha=1.5)
+
+
+def test_confidence_is_a_careful_reviewers_choice_not_certainty():
+    """Where careful reporters split, a careful reviewer may well side with the minority: the
+    confidence drops well below the posterior; where they agree it stays high."""
+    ev = background()
+    users = honest_users(ev, 24)
+    t = T0 + 25 * DAY
+    other = NUM + 1
+    rows = [(NUM, u, FRAUD, t + i * 600) for i, u in enumerate(users[:12])]
+    rows += [(other, u, FRAUD if i < 7 else HARASS, t + i * 600)
+             for i, u in enumerate(users[12:])]
+    e = add(ev, rows)
+    res_rev = run(e, as_of=t + DAY)
+    res_post = run(e, ConsensusConfig(confidence="posterior"), as_of=t + DAY)
+    una, split = row(res_rev, NUM), row(res_rev, other)
+    assert una["category"] == split["category"] == "fraud"
+    assert row(res_post, NUM)["category"] == row(res_post, other)["category"] == "fraud"
+    assert una["published"] and una["confidence"] > 0.9
+    assert una["confidence"] <= row(res_post, NUM)["confidence"] + 1e-9
+    # 7 against 5: the posterior is sure (independent reporters), a reviewer much less so
+    assert split["confidence"] < row(res_post, other)["confidence"] - 0.15
+    assert split["confidence"] < una["confidence"] - 0.1
+    with pytest.raises(ConsensusConfigError, match="confidence"):
+        ConsensusConfig(confidence="gold")
+
+
+def test_reviewer_confidence_formula():
+    from trainer.consensus_calibration import Reviewer, reviewer_confidence
+    k = 3
+    q = np.full((k, k), 0.5)
+    rv = Reviewer.from_model(q, np.array([0.9, 0.5, 0.75]), accuracy=0.95, strength=4.0)
+    assert np.allclose(np.diag(rv.q), 0) and rv.log_odds[1] == 0  # a coin carries no weight
+    post = np.array([[1.0, 0, 0], [0.5, 0.5, 0]])
+    best = np.array([0, 0])
+    item = np.array([0, 0, 0, 1])
+    cls = np.array([0, 0, 1, 0])
+    rep = np.array([0, 1, 2, 2])
+    w = np.array([1.0, 1.0, 0.5, 1.0])
+    conf = reviewer_confidence(post, best, item, cls, rep, w, rv)
+    lo0, lo2 = np.log(9), np.log(3)
+    g0 = (4 * 0.95 + lo0) / (4 + lo0 + 0.5 * lo2)  # reporter 2 disagreed at half weight
+    g1 = (4 * 0.95 + lo2) / (4 + lo2)
+    assert np.isclose(conf[0], g0)
+    assert np.isclose(conf[1], g1 * 0.5 + (1 - g1) * 0.5 * 0.5)  # truth 1 -> picks 0 w.p. Q=.5
