@@ -2,13 +2,14 @@
 
   python -m tools.bench.pu_calibration --demo var/demo            # every build under var/demo/builds
 
-Per build: re-fits the teacher exactly as the build did (`pipeline.teacher_stage`, out-of-fold
-scores), estimates c = P(tagged | harmful) as the mean teacher score over the callers it was fitted
+Per build: re-fits the teacher exactly as the build did (`pipeline.teacher_stage`, same seed,
+out-of-fold scores), estimates c = P(tagged | harmful) as the mean teacher score over the callers it was fitted
 on as harmful (all, held-out only, published only), and prints the risk ECE on held-out callers'
 calls against the simulation's ground truth before and after g / c, for the teacher (per caller,
 weighted by calls) and for the build's student (LiteRT, the evaluation's calls). Also prints how
 far the data are from the PU assumption (labelled callers that are honest) and, as a diagnostic
-bound only, the ECE of a Platt map fitted on the ground truth itself. TensorFlow is not imported
+bound only, the ECE of a Platt map fitted on the ground truth itself and of an isotonic map
+cross-fitted on it by caller. TensorFlow is not imported
 here (the student runs on LiteRT; the teacher is a tree model).
 """
 from __future__ import annotations
@@ -29,13 +30,13 @@ def truth_by_number(truth_csv: Path) -> dict[str, int]:
     return out
 
 
-def run_build(build: Path, truth_csv: Path) -> None:
+def run_build(build: Path, truth_csv: Path, seed: int) -> None:
     from callmark.categories import HARMFUL_KEYS
     from trainer import evaluate, features, pipeline, pu
     from trainer.holdout import held_out
 
     truth = truth_by_number(truth_csv)
-    cfg = pipeline.BuildConfig()
+    cfg = pipeline.BuildConfig(seed=seed)
     table = features.aggregate_calls(build / "training" / "calls.csv")
     y = pipeline.consensus_targets(table.ids, build / "labels.csv", cfg.region, cfg.weak_label_min_confidence)
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,11 +71,22 @@ def run_build(build: Path, truth_csv: Path) -> None:
     lr = LogisticRegression(C=1e6).fit(z, yc)
     print(f"  diagnostic only: Platt map of the student's risk fitted on these calls' ground truth "
           f"(a={lr.coef_[0, 0]:.2f}, c={lr.intercept_[0]:+.2f}): ECE {evaluate.ece(yc, lr.predict_proba(z)[:, 1]):.4f}")
+    import zlib
+
+    from sklearn.isotonic import IsotonicRegression
+    fold = np.asarray([zlib.crc32(c.encode()) % 2 for c in ev.caller])
+    iso = np.zeros_like(r)
+    for k in (0, 1):  # cross-fitted by caller: a caller's calls are mapped by a fit without them
+        fit = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(r[fold != k], yc[fold != k])
+        iso[fold == k] = fit.predict(r[fold == k])
+    print(f"  diagnostic only: isotonic map on the ground truth, cross-fitted by caller (2 folds): "
+          f"ECE {evaluate.ece(yc, iso):.4f}")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", default="var/demo", help="a `callmark demo` output folder (builds/, sim/truth.csv)")
+    ap.add_argument("--seed", type=int, default=7, help="the build's seed (`callmark demo --seed`, default 7)")
     args = ap.parse_args(argv)
     demo = Path(args.demo)
     truth_csv = demo / "sim" / "truth.csv"
@@ -83,7 +95,7 @@ def main(argv=None) -> None:
     if not truth_csv.exists() or not builds:
         raise SystemExit(f"{demo}: no sim/truth.csv or no builds/v*/model; run `callmark demo` first")
     for b in builds:
-        run_build(b, truth_csv)
+        run_build(b, truth_csv, args.seed)
 
 
 if __name__ == "__main__":
