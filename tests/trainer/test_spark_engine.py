@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from callmark.labels import FLAG_MODEL
 from trainer import consensus as C
 from trainer import ingest as I
 
@@ -189,17 +190,71 @@ def test_call_features_parity(sim, spark):
     assert bad == {}
 
 
-def test_build_engine_spark_gives_the_numpy_labels(sim, spark, tmp_path):
+def _ftc_events(path: Path, t0: int, n_numbers: int = 300, seed: int = 3) -> Path:
+    """A second crowd profile (`ftc-dnc`: one-off complainants, its own consensus policy): each
+    number gets 1-9 complaints from distinct people, some over several days."""
+    import json
+    rng = np.random.default_rng(seed)
+    cats = ("telemarketing", "fraud", "robocall")
+    with open(path, "w") as fh:
+        for i in range(n_numbers):
+            for j in range(int(rng.integers(1, 10))):
+                fh.write(json.dumps({"source": "ftc-dnc", "event_id": f"f{i}-{j}",
+                                     "number": f"+1202555{i:04d}", "reporter": f"p{i}-{j}",
+                                     "category": cats[int(rng.integers(0, 3)) if j % 3 else i % 3],
+                                     "ts": t0 + int(rng.integers(0, 14 * 86400))}) + "\n")
+    return path
+
+
+def test_build_engine_spark_gives_the_numpy_labels(sim, spark, tmp_path, monkeypatch):
+    """`build --engine spark`: every crowd profile's vote reduction runs on Spark (one session)
+    and the build writes the numpy build's LABELS.csv rows and uses the same call features."""
+    from trainer import pipeline
+    from trainer import spark_engine as S
     from trainer.pipeline import BuildConfig, build
     out, _ = sim
-    common = dict(tags=str(out / "tags.jsonl"), calls=str(out / "calls.csv"),
-                  verified=str(out / "verified.csv"), appeals=str(out / "appeals.csv"),
-                  recycled=str(out / "recycled.csv"), student=False, deltas_back=0)
-    a = build(BuildConfig(out=str(tmp_path / "a"), **common), echo=lambda *_: None)
-    b = build(BuildConfig(out=str(tmp_path / "b"), engine="spark", spark_master="local[2]",
-                          **common), echo=lambda *_: None)
-    la = list(csv.DictReader(open(a.labels_csv)))
-    lb = list(csv.DictReader(open(b.labels_csv)))
-    assert len(la) == len(lb) > 100
-    assert all(x["number"] == y["number"] and x["category"] == y["category"]
-               and x["published"] == y["published"] for x, y in zip(la, lb))
+    reduced, tables = [], {}
+    real_reduce, real_features = S.reduce_tag_events, pipeline.features_stage
+
+    def spy_reduce(session, events, cfg, as_of=None):
+        reduced.append((session, len(events), cfg.to_dict() if hasattr(cfg, "to_dict") else cfg))
+        return real_reduce(session, events, cfg, as_of)
+
+    def spy_features(cfg):
+        tables[cfg.engine] = real_features(cfg)
+        return tables[cfg.engine]
+    monkeypatch.setattr(S, "reduce_tag_events", spy_reduce)
+    monkeypatch.setattr(pipeline, "features_stage", spy_features)
+    ts = I.read_tags(out / "tags.jsonl")[0].ts
+    tags = [str(out / "tags.jsonl"), str(_ftc_events(tmp_path / "ftc.jsonl", int(ts.min())))]
+    common = dict(tags=tags, calls=str(out / "calls.csv"), verified=str(out / "verified.csv"),
+                  appeals=str(out / "appeals.csv"), recycled=str(out / "recycled.csv"),
+                  student=False, deltas_back=0)
+    for as_of in (None, str(int(np.median(ts)))):
+        reduced.clear()
+        tag = as_of or "latest"
+        a = build(BuildConfig(out=str(tmp_path / f"a-{tag}"), as_of=as_of, **common),
+                  echo=lambda *_: None)
+        assert not reduced, "the numpy build must not touch Spark"
+        b = build(BuildConfig(out=str(tmp_path / f"b-{tag}"), engine="spark",
+                              spark_master="local[2]", as_of=as_of, **common), echo=lambda *_: None)
+        # one reduction per crowd profile, all in the one session of the build
+        assert len(reduced) == 2 and {id(r[0]) for r in reduced} == {id(spark)}
+        assert set(b.stats["sources"]) == {"app", "ftc-dnc"} == set(a.stats["sources"])
+        la = list(csv.DictReader(open(a.labels_csv)))
+        lb = list(csv.DictReader(open(b.labels_csv)))
+        assert len(la) == len(lb) > 300
+        assert [x["number"] for x in la] == [y["number"] for y in lb]
+        assert any(x["number"].startswith("+1202555") and x["published"] == "1" for x in la)
+        same = [x["category"] == y["category"] and x["published"] == y["published"]
+                for x, y in zip(la, lb)]
+        assert sum(same) / len(same) >= 0.999, f"as_of={as_of}: {sum(same)}/{len(same)} agree"
+        # consensus rows: confidence within 0.001; model-derived rows (flag 4) carry the
+        # teacher's score, which is not bit-reproducible between two trainings on either engine
+        crowd = [(x, y) for x, y in zip(la, lb) if not int(x["flags"]) & FLAG_MODEL]
+        assert len(crowd) > 300 and all(int(y["flags"]) == int(x["flags"]) for x, y in crowd)
+        gap = max(abs(float(x["confidence"]) - float(y["confidence"])) for x, y in crowd)
+        assert gap <= 0.001, f"as_of={as_of}: confidence differs by {gap}"
+        fa, fb = tables["numpy"], tables["spark"]
+        assert fa.ids == fb.ids and fa.names == fb.names and len(fa.ids) > 100
+        assert np.allclose(fa.X, fb.X, rtol=1e-9, atol=1e-9, equal_nan=True)
