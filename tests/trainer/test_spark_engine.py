@@ -68,6 +68,13 @@ def test_simulator_run_parity_jsonl_and_csv(sim, spark, tmp_path):
     rows = [{"number": r, "reporter": p, "category": c, "ts": t} for r, p, c, t in
             _jsonl_fields(out / "tags.jsonl")]
     rows[3]["number"], rows[7]["category"], rows[9]["ts"] = "not-a-number", "nonsense", "yesterday"
+    # the same instants spelled as epoch seconds and milliseconds (Spark's native path) and as
+    # padded epochs (the Builder's rules on Arrow batches); a blank reporter (a bad row)
+    from trainer.ingest_columns import parse_ts
+    for i, row in enumerate(rows[10:], 10):
+        t = parse_ts(row["ts"])
+        row["ts"] = (str(t), str(t * 1000 + 999), f" {t} ", row["ts"])[i % 4]
+    rows[17]["reporter"] = ""
     path = tmp_path / "tags.csv"
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, ["number", "reporter", "category", "ts"])
@@ -75,7 +82,7 @@ def test_simulator_run_parity_jsonl_and_csv(sim, spark, tmp_path):
         w.writerows(rows)
     ev2, rep2 = I.read_tags(path)
     got, report = S.consensus(str(path), C.ConsensusConfig(), spark=spark, **side)
-    assert report.counts == rep2.counts and report.bad == ref_report.bad + 3 and report.rows == rep2.rows
+    assert report.counts == rep2.counts and report.bad == ref_report.bad + 4 and report.rows == rep2.rows
     assert_parity(C.run(ev2, C.ConsensusConfig(), **side), got, "simulator CSV with bad rows")
 
 
