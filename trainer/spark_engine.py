@@ -28,7 +28,7 @@ import numpy as np
 
 from trainer import consensus as C
 from trainer.ingest import MAX_SAMPLES, BadRowReport, IngestError
-from trainer.ingest_columns import (CATEGORY_CODES, MS_THRESHOLD, TagEvents, _ts_column,
+from trainer.ingest_columns import (CATEGORY_CODES, MS_THRESHOLD, TagEvents, ts_column,
                                     number_reason)
 
 DAY = 86400
@@ -148,7 +148,7 @@ def _row_rules(batches: Iterator[Any]) -> Iterator[Any]:
         rep = pdf["reporter"]
         no_rep = (rep.isna() | (rep == "")).to_numpy()
         ts_raw = pdf["ts"].where(pdf["ts"].notna(), None).tolist()
-        ts = _ts_column(ts_raw)
+        ts = ts_column(ts_raw)
         bad = np.full(n, None, object)
         excerpt = np.full(n, None, object)
         taken = np.zeros(n, bool)
