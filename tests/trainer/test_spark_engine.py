@@ -220,18 +220,24 @@ def test_build_engine_spark_gives_the_numpy_labels(sim, spark, tmp_path, monkeyp
     from trainer import spark_engine as S
     from trainer.pipeline import BuildConfig, build
     out, _ = sim
-    reduced, tables = [], {}
+    reduced, tables, consensus = [], {}, {}
     real_reduce, real_features = S.reduce_tag_events, pipeline.features_stage
+    real_consensus = pipeline.consensus_stage
 
     def spy_reduce(session, events, cfg, as_of=None):
-        reduced.append((session, len(events), cfg.to_dict() if hasattr(cfg, "to_dict") else cfg))
+        reduced.append((session, len(events)))
         return real_reduce(session, events, cfg, as_of)
 
     def spy_features(cfg):
         tables[cfg.engine] = real_features(cfg)
         return tables[cfg.engine]
+
+    def spy_consensus(inputs, cfg, build_dir):
+        consensus[cfg.engine] = real_consensus(inputs, cfg, build_dir)
+        return consensus[cfg.engine]
     monkeypatch.setattr(S, "reduce_tag_events", spy_reduce)
     monkeypatch.setattr(pipeline, "features_stage", spy_features)
+    monkeypatch.setattr(pipeline, "consensus_stage", spy_consensus)
     ts = I.read_tags(out / "tags.jsonl")[0].ts
     tags = [str(out / "tags.jsonl"), str(_ftc_events(tmp_path / "ftc.jsonl", int(ts.min())))]
     common = dict(tags=tags, calls=str(out / "calls.csv"), verified=str(out / "verified.csv"),
@@ -248,18 +254,22 @@ def test_build_engine_spark_gives_the_numpy_labels(sim, spark, tmp_path, monkeyp
         # one reduction per crowd profile, all in the one session of the build
         assert len(reduced) == 2 and {id(r[0]) for r in reduced} == {id(spark)}
         assert set(b.stats["sources"]) == {"app", "ftc-dnc"} == set(a.stats["sources"])
-        la = list(csv.DictReader(open(a.labels_csv)))
-        lb = list(csv.DictReader(open(b.labels_csv)))
-        assert len(la) == len(lb) > 300
-        assert [x["number"] for x in la] == [y["number"] for y in lb]
-        assert any(x["number"].startswith("+1202555") and x["published"] == "1" for x in la)
+        # the consensus stage's labels (before the model-derived ones are merged in)
+        assert_parity(consensus["numpy"][0], consensus["spark"][0], f"build as_of={as_of}")
+        # LABELS.csv: same numbers; rows no model touched on either side agree as above. A
+        # model-derived row (flag 4) carries the teacher's score, which is not bit-reproducible
+        # between two trainings (on either engine), so a number near the teacher's threshold
+        # may be upgraded in one build and not in the other.
+        la = {r["number"]: r for r in csv.DictReader(open(a.labels_csv))}
+        lb = {r["number"]: r for r in csv.DictReader(open(b.labels_csv))}
+        model = {n for rows in (la, lb) for n, r in rows.items() if int(r["flags"]) & FLAG_MODEL}
+        assert set(la) - model == set(lb) - model and len(la) > 300
+        assert any(n.startswith("+1202555") and r["published"] == "1" for n, r in la.items())
+        crowd = [(la[n], lb[n]) for n in sorted(set(la) - model)]
+        assert len(crowd) >= 0.95 * len(la)
         same = [x["category"] == y["category"] and x["published"] == y["published"]
-                for x, y in zip(la, lb)]
+                and x["flags"] == y["flags"] for x, y in crowd]
         assert sum(same) / len(same) >= 0.999, f"as_of={as_of}: {sum(same)}/{len(same)} agree"
-        # consensus rows: confidence within 0.001; model-derived rows (flag 4) carry the
-        # teacher's score, which is not bit-reproducible between two trainings on either engine
-        crowd = [(x, y) for x, y in zip(la, lb) if not int(x["flags"]) & FLAG_MODEL]
-        assert len(crowd) > 300 and all(int(y["flags"]) == int(x["flags"]) for x, y in crowd)
         gap = max(abs(float(x["confidence"]) - float(y["confidence"])) for x, y in crowd)
         assert gap <= 0.001, f"as_of={as_of}: confidence differs by {gap}"
         fa, fb = tables["numpy"], tables["spark"]
