@@ -283,7 +283,7 @@ class Builder:
         reject(np.flatnonzero(cats == 0), "unknown category", "category")
         reps = self._reporters(cols["reporter"])
         reject(np.flatnonzero(reps < 0), "missing reporter", None)
-        ts = _ts_column(cols["ts"])
+        ts = ts_column(cols["ts"])
         reject(np.flatnonzero(ts < 0), "bad timestamp", "ts")
 
         comp = None  # absent columns stay None until `finish`
@@ -422,7 +422,7 @@ class BytesTable:
         return None, first[new], commit
 
 
-def _ts_column(values: list) -> np.ndarray:
+def ts_column(values: list) -> np.ndarray:
     """Vectorised parse_ts over a column: -1 where invalid. Fast paths for all-ISO or all-epoch."""
     n = len(values)
     if n and type(values[0]) is str and values[0][:1].isdigit() and "-" not in values[0]:

@@ -69,7 +69,7 @@ class BuildConfig:
     # positive nor negative for the teacher, no class target for the student): its caller's targets
     # come from the teacher's score, as for an untagged caller (see consensus_targets)
     weak_label_min_confidence: float = WEAK_LABEL_MIN_CONFIDENCE
-    engine: str = "numpy"  # numpy | spark: engine of the call-feature stage
+    engine: str = "numpy"  # numpy | spark: engine of the consensus and call-feature stages
     spark_master: str | None = None  # Spark master for engine=spark (default local[*])
 
     @classmethod
@@ -240,7 +240,15 @@ def ingest_stage(cfg: BuildConfig) -> sources.BuildInputs:
 
 def consensus_stage(inputs: sources.BuildInputs, cfg: BuildConfig, build_dir: Path):
     """Consensus per source profile (trainer/consensus_sources.py) → labels.csv (+ ranges)."""
-    result = consensus_sources.run_sources(inputs, cfg.consensus, as_of=cfg.as_of)
+    if cfg.engine == "spark":  # each crowd profile's vote reduction on Spark, one session
+        from trainer import spark_engine
+        try:
+            spark = spark_engine.spark_session(cfg.spark_master)
+        except spark_engine.SparkEngineError as e:
+            raise BuildError(str(e)) from None
+        result = spark_engine.run_sources(spark, inputs, cfg.consensus, as_of=cfg.as_of)
+    else:
+        result = consensus_sources.run_sources(inputs, cfg.consensus, as_of=cfg.as_of)
     labels_csv = build_dir / "labels.csv"
     result.write_csv(str(labels_csv))
     return result, labels_csv

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from callmark.labels import FLAG_MODEL
 from trainer import consensus as C
 from trainer import ingest as I
 
@@ -67,6 +68,13 @@ def test_simulator_run_parity_jsonl_and_csv(sim, spark, tmp_path):
     rows = [{"number": r, "reporter": p, "category": c, "ts": t} for r, p, c, t in
             _jsonl_fields(out / "tags.jsonl")]
     rows[3]["number"], rows[7]["category"], rows[9]["ts"] = "not-a-number", "nonsense", "yesterday"
+    # the same instants spelled as epoch seconds and milliseconds (Spark's native path) and as
+    # padded epochs (the Builder's rules on Arrow batches); a blank reporter (a bad row)
+    from trainer.ingest_columns import parse_ts
+    for i, row in enumerate(rows[10:], 10):
+        t = parse_ts(row["ts"])
+        row["ts"] = (str(t), str(t * 1000 + 999), f" {t} ", row["ts"])[i % 4]
+    rows[17]["reporter"] = ""
     path = tmp_path / "tags.csv"
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, ["number", "reporter", "category", "ts"])
@@ -74,7 +82,7 @@ def test_simulator_run_parity_jsonl_and_csv(sim, spark, tmp_path):
         w.writerows(rows)
     ev2, rep2 = I.read_tags(path)
     got, report = S.consensus(str(path), C.ConsensusConfig(), spark=spark, **side)
-    assert report.counts == rep2.counts and report.bad == ref_report.bad + 3 and report.rows == rep2.rows
+    assert report.counts == rep2.counts and report.bad == ref_report.bad + 4 and report.rows == rep2.rows
     assert_parity(C.run(ev2, C.ConsensusConfig(), **side), got, "simulator CSV with bad rows")
 
 
@@ -189,17 +197,81 @@ def test_call_features_parity(sim, spark):
     assert bad == {}
 
 
-def test_build_engine_spark_gives_the_numpy_labels(sim, spark, tmp_path):
+def _ftc_events(path: Path, t0: int, n_numbers: int = 300, seed: int = 3) -> Path:
+    """A second crowd profile (`ftc-dnc`: one-off complainants, its own consensus policy): each
+    number gets 1-9 complaints from distinct people, some over several days."""
+    import json
+    rng = np.random.default_rng(seed)
+    cats = ("telemarketing", "fraud", "robocall")
+    with open(path, "w") as fh:
+        for i in range(n_numbers):
+            for j in range(int(rng.integers(1, 10))):
+                fh.write(json.dumps({"source": "ftc-dnc", "event_id": f"f{i}-{j}",
+                                     "number": f"+1202555{i:04d}", "reporter": f"p{i}-{j}",
+                                     "category": cats[int(rng.integers(0, 3)) if j % 3 else i % 3],
+                                     "ts": t0 + int(rng.integers(0, 14 * 86400))}) + "\n")
+    return path
+
+
+def test_build_engine_spark_gives_the_numpy_labels(sim, spark, tmp_path, monkeypatch):
+    """`build --engine spark`: every crowd profile's vote reduction runs on Spark (one session)
+    and the build writes the numpy build's LABELS.csv rows and uses the same call features."""
+    from trainer import pipeline
+    from trainer import spark_engine as S
     from trainer.pipeline import BuildConfig, build
     out, _ = sim
-    common = dict(tags=str(out / "tags.jsonl"), calls=str(out / "calls.csv"),
-                  verified=str(out / "verified.csv"), appeals=str(out / "appeals.csv"),
-                  recycled=str(out / "recycled.csv"), student=False, deltas_back=0)
-    a = build(BuildConfig(out=str(tmp_path / "a"), **common), echo=lambda *_: None)
-    b = build(BuildConfig(out=str(tmp_path / "b"), engine="spark", spark_master="local[2]",
-                          **common), echo=lambda *_: None)
-    la = list(csv.DictReader(open(a.labels_csv)))
-    lb = list(csv.DictReader(open(b.labels_csv)))
-    assert len(la) == len(lb) > 100
-    assert all(x["number"] == y["number"] and x["category"] == y["category"]
-               and x["published"] == y["published"] for x, y in zip(la, lb))
+    reduced, tables, consensus = [], {}, {}
+    real_reduce, real_features = S.reduce_tag_events, pipeline.features_stage
+    real_consensus = pipeline.consensus_stage
+
+    def spy_reduce(session, events, cfg, as_of=None):
+        reduced.append((session, len(events)))
+        return real_reduce(session, events, cfg, as_of)
+
+    def spy_features(cfg):
+        tables[cfg.engine] = real_features(cfg)
+        return tables[cfg.engine]
+
+    def spy_consensus(inputs, cfg, build_dir):
+        consensus[cfg.engine] = real_consensus(inputs, cfg, build_dir)
+        return consensus[cfg.engine]
+    monkeypatch.setattr(S, "reduce_tag_events", spy_reduce)
+    monkeypatch.setattr(pipeline, "features_stage", spy_features)
+    monkeypatch.setattr(pipeline, "consensus_stage", spy_consensus)
+    ts = I.read_tags(out / "tags.jsonl")[0].ts
+    tags = [str(out / "tags.jsonl"), str(_ftc_events(tmp_path / "ftc.jsonl", int(ts.min())))]
+    common = dict(tags=tags, calls=str(out / "calls.csv"), verified=str(out / "verified.csv"),
+                  appeals=str(out / "appeals.csv"), recycled=str(out / "recycled.csv"),
+                  student=False, deltas_back=0)
+    for as_of in (None, str(int(np.median(ts)))):
+        reduced.clear()
+        tag = as_of or "latest"
+        a = build(BuildConfig(out=str(tmp_path / f"a-{tag}"), as_of=as_of, **common),
+                  echo=lambda *_: None)
+        assert not reduced, "the numpy build must not touch Spark"
+        b = build(BuildConfig(out=str(tmp_path / f"b-{tag}"), engine="spark",
+                              spark_master="local[2]", as_of=as_of, **common), echo=lambda *_: None)
+        # one reduction per crowd profile, all in the one session of the build
+        assert len(reduced) == 2 and {id(r[0]) for r in reduced} == {id(spark)}
+        assert set(b.stats["sources"]) == {"app", "ftc-dnc"} == set(a.stats["sources"])
+        # the consensus stage's labels (before the model-derived ones are merged in)
+        assert_parity(consensus["numpy"][0], consensus["spark"][0], f"build as_of={as_of}")
+        # LABELS.csv: same numbers; rows no model touched on either side agree as above. A
+        # model-derived row (flag 4) carries the teacher's score, which is not bit-reproducible
+        # between two trainings (on either engine), so a number near the teacher's threshold
+        # may be upgraded in one build and not in the other.
+        la = {r["number"]: r for r in csv.DictReader(open(a.labels_csv))}
+        lb = {r["number"]: r for r in csv.DictReader(open(b.labels_csv))}
+        model = {n for rows in (la, lb) for n, r in rows.items() if int(r["flags"]) & FLAG_MODEL}
+        assert set(la) - model == set(lb) - model and len(la) > 300
+        assert any(n.startswith("+1202555") and r["published"] == "1" for n, r in la.items())
+        crowd = [(la[n], lb[n]) for n in sorted(set(la) - model)]
+        assert len(crowd) >= 0.95 * len(la)
+        same = [x["category"] == y["category"] and x["published"] == y["published"]
+                and x["flags"] == y["flags"] for x, y in crowd]
+        assert sum(same) / len(same) >= 0.999, f"as_of={as_of}: {sum(same)}/{len(same)} agree"
+        gap = max(abs(float(x["confidence"]) - float(y["confidence"])) for x, y in crowd)
+        assert gap <= 0.001, f"as_of={as_of}: confidence differs by {gap}"
+        fa, fb = tables["numpy"], tables["spark"]
+        assert fa.ids == fb.ids and fa.names == fb.names and len(fa.ids) > 100
+        assert np.allclose(fa.X, fb.X, rtol=1e-9, atol=1e-9, equal_nan=True)

@@ -28,8 +28,8 @@ import click
 @click.option("--published-model", default=None, help="Published model dir, for the release gate.")
 @click.option("--no-student", is_flag=True, help="Skip training the on-device model.")
 @click.option("--engine", type=click.Choice(["numpy", "spark"]), default="numpy", show_default=True,
-              help="Engine of the call-feature stage (spark: PySpark, Java 17+); the consensus on "
-                   "Spark is `callmark consensus --engine spark`.")
+              help="Engine of the consensus (each crowd profile's vote reduction) and call-feature "
+                   "stages (spark: PySpark, Java 17+; one session per build).")
 @click.option("--spark-master", default=None, help="Spark master for --engine spark (default local[*]).")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSON object of build fields and consensus / pack / model-label fields, flat (the same "
@@ -51,7 +51,7 @@ def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of
 
     Example: callmark build --tags var/ftc.jsonl --tags var/phoneblock.jsonl --regions US,DE --no-student
 
-    Call features on Spark: callmark build --engine spark --spark-master 'local[2]' --tags sim/tags.jsonl
+    Consensus and call features on Spark: callmark build --engine spark --spark-master 'local[2]' --tags sim/tags.jsonl
     --calls sim/calls.csv --no-student
     """
     from trainer.pipeline import BuildConfig, BuildError, build
