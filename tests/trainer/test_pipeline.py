@@ -11,7 +11,8 @@ from tools.cli import main
 from tools.simulate import simulate
 from callmark.labels import FLAG_MODEL
 from trainer.model_labels import ModelLabelConfig, merge_model_labels
-from trainer.pipeline import BuildConfig, BuildError, BuildResult, build, consensus_targets
+from trainer.pipeline import BuildConfig, BuildError, BuildResult, build
+from trainer.training_targets import consensus_targets
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_consensus_targets(tmp_path):
 def test_weak_labels_are_no_class_targets_of_the_student(tmp_path):
     """training_dir's truth.csv (the student's class targets) leaves weak labels out: their callers
     get the teacher's soft target like an untagged caller, not a hard harmful class."""
-    from trainer.pipeline import training_dir
+    from trainer.training_targets import training_dir
 
     labels = tmp_path / "labels.csv"
     row = {"reporters": 1, "flags": 0, "last_ts": 0, "company": ""}

@@ -32,13 +32,14 @@ def truth_by_number(truth_csv: Path) -> dict[str, int]:
 
 def run_build(build: Path, truth_csv: Path, seed: int) -> None:
     from callmark.categories import HARMFUL_KEYS
-    from trainer import evaluate, features, pipeline, pu
+    from trainer import evaluate, features, pipeline, pu, training_targets
     from trainer.holdout import held_out
 
     truth = truth_by_number(truth_csv)
     cfg = pipeline.BuildConfig(seed=seed)
     table = features.aggregate_calls(build / "training" / "calls.csv")
-    y = pipeline.consensus_targets(table.ids, build / "labels.csv", cfg.region, cfg.weak_label_min_confidence)
+    y = training_targets.consensus_targets(table.ids, build / "labels.csv", cfg.region,
+                                          cfg.weak_label_min_confidence)
     with tempfile.TemporaryDirectory() as tmp:
         _, scores = pipeline.teacher_stage(table, build / "labels.csv", Path(tmp), cfg)
     s = np.asarray([scores[i] for i in table.ids])
