@@ -180,6 +180,29 @@ def _pack_entries(exports: Path, pack_dir: Path) -> list[PackEntry]:
     return out
 
 
+def _check_pack_versions_go_forward(prev: Manifest, pack_dir: Path) -> None:
+    """ReleaseError, before anything is written, when a pack of `pack_dir` is older than the channel's
+    pack of the same name (phones would go back in time: a delta cannot apply, a full download would
+    replace newer labels), or has the same version with other content (two different packs would carry
+    one version)."""
+    idx = read_json(pack_dir / "index.json", "pack index")
+    live = {p.name: p for p in prev.packs}
+    try:
+        version = int(idx["version"])
+        for p in idx["packs"]:
+            old = live.get(p["name"])
+            if old is None:
+                continue
+            if version < old.version:
+                raise ReleaseError(f"pack {p['name']} v{version} is older than {prev.channel}'s v{old.version}: "
+                                   f"publish a newer build, or `callmark rollback` to go back to an older release")
+            if version == old.version and p["wire_sha256"] != old.sha256:
+                raise ReleaseError(f"pack {p['name']} v{version} differs from the v{old.version} {prev.channel} "
+                                   f"already serves: a version names one pack; build a new version")
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReleaseError(f"{pack_dir}/index.json: pack entry lacks or mistypes {e}") from None
+
+
 def _delta_entries(exports: Path, delta_dirs: Iterable, packs: list[PackEntry]) -> list[DeltaEntry]:
     by_name = {p.name: p for p in packs}
     out = []
@@ -248,6 +271,8 @@ def publish_release(exports_dir, pack_dir, delta_dirs, model_dir, channel: str, 
         _sync_root(exports, store, now, skip=channel)
         prev = _verified(exports, store, channel) if load_manifest(exports, channel) else None
         if pack_dir is not None:
+            if prev is not None:
+                _check_pack_versions_go_forward(prev, Path(pack_dir))
             packs = _pack_entries(exports, Path(pack_dir))
             deltas = _delta_entries(exports, delta_dirs, packs)
             if prev is not None and not replace_regions:

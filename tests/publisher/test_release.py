@@ -89,6 +89,18 @@ def test_publish_rejects_bad_inputs_clearly(world, tmp_path):
     assert verify_exports(world.ex).ok
 
 
+def test_publish_refuses_packs_that_would_take_phones_back(world, tmp_path):
+    before = sorted(p.name for p in (world.ex / "artefacts").iterdir())
+    with pytest.raises(ReleaseError, match="pack CN-full v1 is older than beta's v2: publish a newer build"):
+        R.publish_release(world.ex, fake_pack_dir(tmp_path, 1, tag="other"), [], None, "beta", world.keys)
+    with pytest.raises(ReleaseError, match="pack CN-full v2 differs from the v2 beta already serves"):
+        R.publish_release(world.ex, fake_pack_dir(tmp_path, 2, tag="other"), [], None, "beta", world.keys)
+    assert sorted(p.name for p in (world.ex / "artefacts").iterdir()) == before   # nothing written
+    assert R.channel_versions(world.ex, "beta") == [1, 2]
+    m = R.publish_release(world.ex, world.p2, [], None, "beta", world.keys)    # the same pack again: fine
+    assert [p.version for p in m.packs] == [2]
+
+
 def test_device_buckets_are_stable_uniform_and_nested(world):
     devices = [f"device-{i}" for i in range(5000)]
     salt = world.m2.model.sha256
