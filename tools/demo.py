@@ -251,6 +251,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                                     "pack": _pack_sizes(built.pack_dir),
                                     "deltas": _delta_sizes(built.delta_dirs)})
         handset.close()
+        # the demo's server goes away with the run: the phone keeps syncing from the exports mirror
+        Handset(work / "handset", str(exports), remember=True).close()
+        summary["phone_server"] = str(exports)
     except BaseException:
         server.stop()
         raise
@@ -343,9 +346,13 @@ def print_summary(summary: dict, work: Path) -> None:
         shipped = shipped or b["stats"].get("model_gate") == "accepted"
         ev = b["stats"].get("model_evaluation")
         if ev:
-            rows += _evaluation_rows(n, ev, b["stats"].get("model_evaluation_published"))
+            rows += _evaluation_rows(n, ev, b["stats"].get("model_evaluation_published"),
+                                     refused=str(b["stats"].get("model_gate", "")).startswith("refused"))
         if b.get("report"):
             rows.append((f"day {n}: model evaluation report (+ report.html)", b["report"]))
+    if summary.get("phone_server"):
+        rows.append(("the phone syncs next from", f"{summary['phone_server']}  (callmark handset --state "
+                                                   f"{work / 'handset'} sync)"))
     rows.append(("total time", f"{summary['seconds']:.0f} s"))
     width = max(len(r[0]) for r in rows)
     click.echo("\n" + "=" * (width + 30))
@@ -365,22 +372,24 @@ def _gate_word(b: dict, had_model: bool) -> str:
     return f"refused by the release gate ({kept}): " + gate.removeprefix("refused: ")
 
 
-def _evaluation_rows(n: int, ev: dict, pub: dict | None) -> list[tuple[str, str]]:
-    """The build's model evaluation (trainer.evaluate: held-out callers, ground truth, one flag rule)."""
+def _evaluation_rows(n: int, ev: dict, pub: dict | None, refused: bool = False) -> list[tuple[str, str]]:
+    """The build's model evaluation (trainer.evaluate: held-out callers, ground truth, one flag rule).
+    The figures are the new model's; `refused`: the gate kept it off the phones, so the rows say so."""
+    model = "refused candidate" if refused else "model"
     def both(key, f=lambda v: f"{v:.3f}"):
         c = "n/a" if ev.get(key) is None else f(ev[key])
         return c + ("" if not pub or pub.get(key) is None else f"  (published model, same calls: {f(pub[key])})")
     fpr = f"{100 * ev['max_fpr']:.1f} %"
     return [
-        (f"day {n}: model, held-out callers not in pack: harmful calls caught at <= {fpr} FPR",
+        (f"day {n}: {model}, held-out callers not in pack: harmful calls caught at <= {fpr} FPR",
          both("recall_not_in_pack") + "  [goal >= 0.5]"),
         (f"day {n}: pack alone: harmful calls flagged / honest flagged",
          f"{ev['pack_alone']['recall']:.3f} / {ev['pack_alone']['fpr']:.4f}"),
-        (f"day {n}: pack + model: harmful calls flagged / honest flagged",
+        (f"day {n}: pack + {model}: harmful calls flagged / honest flagged",
          f"{ev['pack_plus_model']['recall']:.3f} / {ev['pack_plus_model']['fpr']:.4f}  "
          f"(+{ev['gain_over_pack']:.3f} recall, goal >= +0.10)"),
-        (f"day {n}: model risk calibration error (ECE)", both("risk_ece") + "  [goal <= 0.05]"),
-        (f"day {n}: phone warn threshold (warn_risk)", both("warn_risk")
+        (f"day {n}: {model} risk calibration error (ECE)", both("risk_ece") + "  [goal <= 0.05]"),
+        (f"day {n}: {model} phone warn threshold (warn_risk)", both("warn_risk")
          + (f"  [held-out callers alone: {ev['warn_risk_held_out']:.3f}; it must hold on trained-on callers too]"
             if ev.get("warn_risk_held_out") is not None and ev.get("trained_on") else "")),
     ]

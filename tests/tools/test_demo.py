@@ -18,6 +18,12 @@ def test_demo_two_days_full_then_delta(tmp_path):
         assert acc["harmful_flagged"] > 0.5  # the pack and the rules catch most unwanted calls
         assert acc["benign_flagged"] < 0.01  # and almost never warn about an honest caller
     assert (tmp_path / "work" / "summary.json").exists()
+    # after the run the phone syncs from the exports mirror (the demo's server is gone)
+    from tools.handset import Handset
+    phone = Handset(tmp_path / "work" / "handset")
+    assert phone.config.server_url == str(tmp_path / "exports")
+    assert phone.sync(force=True).status == "up_to_date"
+    phone.close()
     # the simulated verified businesses went in through the admin API and the build read them there
     assert summary["verified_businesses"] > 0
     from server.store import iter_verified
@@ -38,3 +44,15 @@ def test_a_refusal_says_what_the_phone_keeps():
                                           "recall gain 0.01 < 0.05")
     assert "(published model kept)" in _gate_word(refused, True)
     assert _gate_word({"stats": {"model_gate": "accepted"}}, False).startswith("accepted")
+
+
+def test_evaluation_rows_name_a_refused_candidate():
+    from tools.demo import _evaluation_rows
+    ev = {"max_fpr": 0.005, "recall_not_in_pack": 0.48, "risk_ece": 0.07, "warn_risk": 0.8, "gain_over_pack": 0.13,
+          "pack_alone": {"recall": 0.12, "fpr": 0.001}, "pack_plus_model": {"recall": 0.25, "fpr": 0.004}}
+    refused = dict(_evaluation_rows(2, ev, {"recall_not_in_pack": 0.41}, refused=True))
+    key = "day 2: refused candidate, held-out callers not in pack: harmful calls caught at <= 0.5 % FPR"
+    assert refused[key].startswith("0.480  (published model, same calls: 0.410)")
+    assert "day 2: pack + refused candidate: harmful calls flagged / honest flagged" in refused
+    shipped = dict(_evaluation_rows(1, ev, None))
+    assert "day 1: model risk calibration error (ECE)" in shipped
