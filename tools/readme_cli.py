@@ -51,6 +51,8 @@ def examples(cmd: click.Command) -> list[str]:
     on, after_blank = False, False
     for line in lines:
         s = line.strip()
+        if s == "\b":  # click's "do not rewrap the next paragraph" marker
+            continue
         if s.startswith(("Example:", "Examples:")) or s.endswith(("Example:", "Examples:")):
             on, after_blank = True, False
             s = s.split("Example", 1)[1].split(":", 1)[1].strip()

@@ -31,6 +31,8 @@ def test_every_command_has_an_example_of_itself():
 def test_examples_parse_continuation_lines():
     cmd = click.Command("x", help="Do it. Examples:\n\n  callmark a --b 1\n  --c 2\n\n  callmark d\n\nMore text.\n  callmark no")
     assert readme_cli.examples(cmd) == ["callmark a --b 1 --c 2", "callmark d"]
+    kept = click.Command("x", help="Examples:\n\n\b\n  callmark a --long\n\n\b\n  callmark b\n")  # no rewrap
+    assert readme_cli.examples(kept) == ["callmark a --long", "callmark b"]
 
 
 def test_tables_have_no_blank_line_inside():

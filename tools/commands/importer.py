@@ -27,10 +27,13 @@ def command(kind, path, out, region, mapping, category, reporter_prefix, source,
     Bad rows are counted by reason with their line numbers (irregular numbers such as +1833 are
     counted, never imported). Examples:
 
+    \b
       callmark import ftc-dnc ../shared/data/ftc-dnc/complaint_numbers_by_day.csv.gz --out var/ftc.jsonl
 
+    \b
       callmark import phoneblock ../shared/data/phoneblock-de/blocklist_votes_2026-05.csv --out var/phoneblock.jsonl
 
+    \b
       callmark import csv var/demo/calls-day2.csv --out var/r.jsonl --map number=caller,ts=start --category fraud --reporter-prefix r:
     """
     from trainer.imports import SourceImportError, import_events, parse_map

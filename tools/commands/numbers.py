@@ -32,5 +32,6 @@ def normalize_command(raw, region, as_json):
             click.echo(json.dumps(facts, ensure_ascii=False))
         else:
             status = "valid" if facts["valid"] else f"irregular ({facts['irregular']})"
-            click.echo(f"{text!r}: key={facts['key']} e164={facts['e164']} type={facts['type']} "
-                       f"carrier={facts['carrier']} province={facts['province']} {status}")
+            known = "  ".join(f"{name} {facts[name]}" for name in ("e164", "key", "type", "carrier", "province")
+                              if facts.get(name) not in (None, ""))
+            click.echo(f"{text}  ->  {known}  {status}")
