@@ -293,6 +293,9 @@ def main(argv=None) -> int:
         print(f"no crowd sets under {root}", file=sys.stderr)
         return 2
     print(report(rows))
+    if not a.no_baselines and not any("MV" in r for r in rows.values()):
+        print("baselines are nan: crowd-kit is not installed (pip install -e '.[bench]'), or pass "
+              "--no-baselines", file=sys.stderr)
     return 0
 
 
