@@ -463,6 +463,11 @@ class Handset:
         from tools.handset_replay import replay_calls
         return replay_calls(self, calls_csv, limit, incoming_only, truth_csv, history_csv)
 
+    @property
+    def has_pack(self) -> bool:
+        """Whether a label pack is installed (a first sync installs one)."""
+        return self._pack() is not None
+
     def status(self) -> dict:
         """What the handset holds: config, sync state, pack, model, lists, tag queue."""
         s = self.store.load_sync()

@@ -125,11 +125,15 @@ def label_cmd(ctx, number, ring_s, answered, in_contacts, when, verification, re
     with _handset(ctx) as h:
         d = h.label(number, ring_s=ring_s, answered=answered, in_contacts=in_contacts, time=when,
                     verification=verification, record=record)
+        no_pack = not h.has_pack
     text = (f"{d.action.upper()}" + (f"  {d.category}" if d.category else "")
             + (f"  ({d.company})" if d.company else "") + f"  confidence {d.confidence:.2f}"
             + "".join(f"\n  - [{r.step}] {r.detail}" for r in d.reasons)
             + ("\n  offer: tag this number" if d.offer_tag else ""))
     _out(d.to_dict(), as_json, text)
+    if no_pack:  # after the answer: stderr, so --json output stays one JSON document
+        click.echo(f"note: {ctx.obj['state']} has no label pack yet, so only the lists and rules decide; "
+                   f"run `callmark handset --state {ctx.obj['state']} sync` first", err=True)
 
 
 @command.command("tag")

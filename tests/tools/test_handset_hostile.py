@@ -190,3 +190,11 @@ def test_a_dead_server_is_reported_in_the_operating_systems_words():
     with pytest.raises(ServerUnavailable) as err:
         t.request("GET", "/v1/x")
     assert str(err.value) == "http://127.0.0.1:1: cannot connect (Connection refused) (after 2 attempts)"
+
+
+def test_a_lookup_before_any_sync_says_there_is_no_pack_yet(tmp_path):
+    state = str(tmp_path / "phone")
+    r = CliRunner().invoke(main, ["handset", "--state", state, "label", "+8613812345678", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["action"] == "allow"   # stdout stays one JSON document
+    assert "has no label pack yet" in r.stderr and f"callmark handset --state {state} sync" in r.stderr
