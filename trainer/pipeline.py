@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -432,12 +433,26 @@ def deltas_stage(pack_dir: str, version: int, cfg: BuildConfig) -> list[str]:
 # ------------------------------------------------------------------------------------------ recipe
 
 def build(cfg: BuildConfig, echo=click.echo) -> BuildResult:
-    """Run every stage in order and write build.json; returns what was built."""
+    """Run every stage in order and write build.json; returns what was built.
+
+    A build that fails leaves no directory behind, and an unfinished one (no build.json, e.g. a killed
+    run) is cleared before its version is built again, so no stage ever reads an older attempt's files.
+    """
     version = cfg.version if cfg.version is not None else next_version(cfg.out)
     build_dir = Path(cfg.out) / f"v{version}"
     if (build_dir / BUILD_JSON).exists():
         raise BuildError(f"{build_dir} already holds a build; pick another --version")
-    build_dir.mkdir(parents=True, exist_ok=True)
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True)
+    try:
+        return _run_stages(cfg, version, build_dir, echo)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+
+
+def _run_stages(cfg: BuildConfig, version: int, build_dir: Path, echo) -> BuildResult:
     progress = Progress(8, echo)
     stats: dict = {}
     with progress.stage("ingest tag events"):

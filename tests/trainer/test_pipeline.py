@@ -51,6 +51,15 @@ def test_build_refuses_to_overwrite_and_names_missing_inputs(sim, tmp_path):
         build(cfg, echo=lambda *_: None)
     with pytest.raises(BuildError, match="no store"):
         build(BuildConfig(data_dir=str(tmp_path / "nothing"), out=str(tmp_path / "b")), echo=lambda *_: None)
+    assert not (tmp_path / "b" / "v1").exists()            # a failed build leaves no half directory
+
+
+def test_an_unfinished_build_is_cleared_before_its_version_is_built_again(sim, tmp_path):
+    stale = tmp_path / "v1" / "training"
+    stale.mkdir(parents=True)
+    (stale / "calls.csv").write_text("an older attempt's file\n")
+    res = build(BuildConfig(tags=str(sim / "tags.jsonl"), out=str(tmp_path), student=False), echo=lambda *_: None)
+    assert res.version == 1 and not (stale / "calls.csv").exists()
 
 
 def test_build_cli_reports_errors_without_traceback(tmp_path):
