@@ -182,16 +182,22 @@ def upload_cmd(ctx, batch, as_json):
 @click.option("--truth", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Simulator truth.csv: also report accuracy.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Label at most this many calls.")
+@click.option("--history", "history", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Earlier calls (same CSV form) to build the phone's call log from first, unscored, as "
+                   "`make demo` does on day 1 (the rules and the model's local facts read that log).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 @_errors
-def replay_cmd(ctx, calls_csv, truth, limit, as_json):
+def replay_cmd(ctx, calls_csv, truth, limit, history, as_json):
     """Label a stream of calls (simulator calls.csv) and print a summary with timings.
+
+    The phone's call log matters: a state directory replayed twice, or without the earlier calls the
+    demo gave it (--history), decides differently from the demo's summary.
 
     Example: callmark handset --state var/phone replay var/demo/calls-day2.csv --truth var/demo/sim/truth.csv
     """
     with _handset(ctx) as h:
-        r = h.replay(calls_csv, limit=limit, truth_csv=truth)
+        r = h.replay(calls_csv, limit=limit, truth_csv=truth, history_csv=history)
     lat = r["latency"]
     lines = [f"{r['calls']} calls in {r['seconds']} s ({r['calls_per_s']}/s); decision p50 {lat['p50_us']} µs, "
              f"p99 {lat['p99_us']} µs", "actions: " + ", ".join(f"{k} {v}" for k, v in r["actions"].items()),

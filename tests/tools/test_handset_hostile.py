@@ -198,3 +198,17 @@ def test_a_lookup_before_any_sync_says_there_is_no_pack_yet(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["action"] == "allow"   # stdout stays one JSON document
     assert "has no label pack yet" in r.stderr and f"callmark handset --state {state} sync" in r.stderr
+
+
+def test_replay_cli_builds_the_call_log_from_history_first(tmp_path):
+    header = "caller,callee_hash,start,ring_s,talk_s,answered,direction,presentation,verification\n"
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text(header + "".join(f"+8613812345678,s1,2026-03-0{d}T09:00:00Z,5,60,1,in,,none\n"
+                                        for d in range(1, 4)))
+    today = tmp_path / "today.csv"
+    today.write_text(header + "+8613812345678,s1,2026-03-05T09:00:00Z,5,60,1,in,,none\n")
+    r = CliRunner().invoke(main, ["handset", "--state", str(tmp_path / "phone"), "replay", str(today),
+                                  "--history", str(earlier), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["history_calls"] == 3 and out["calls"] == 1
