@@ -211,13 +211,42 @@ def replay_cmd(ctx, calls_csv, truth, limit, history, as_json):
 @command.command("status")
 @click.pass_context
 @_errors
-def status_cmd(ctx):
+@click.option("--json", "as_json", is_flag=True, help="Print the whole state as JSON (epoch seconds).")
+def status_cmd(ctx, as_json):
     """Show the state: config, last syncs, pack, model, lists and tag queue.
 
     Example: callmark handset --state var/phone status
     """
     with _handset(ctx) as h:
-        click.echo(json.dumps(h.status(), indent=1, ensure_ascii=False, default=str))
+        st = h.status()
+    _out(st, as_json, status_text(st))
+
+
+def status_text(st: dict) -> str:
+    """`handset status` for a person: one line per part, times in UTC."""
+    c, s, p = st["config"], st["sync"], st.get("pack")
+    lines = [f"state     {st['state_dir']}",
+             f"settings  server {c.get('server_url') or '(none)'}, channel {c.get('channel')}, region "
+             f"{c.get('region')}, pack tier {c.get('pack_tier')}, device {c.get('device_id')}"]
+    if p:
+        layers = p.get("layers") or {}
+        rows = ", ".join(f"{k} {v:,}" for k, v in (layers.get("rows") or {}).items())
+        lines.append(f"pack      {p.get('name')} v{p.get('version')}, {int(p.get('entries') or 0):,} entries"
+                     + (f" ({rows})" if rows else "") + f", built {p.get('built_at')}")
+    else:
+        lines.append("pack      none yet: run `sync`")
+    lines.append(f"model     {st.get('model') or 'none'}")
+    lines.append(f"sync      manifest v{s.get('manifest_version')}, last success {_when(s.get('last_success'))}, "
+                 f"next after {_when(s.get('next_sync_after'))}, failures {s.get('failures', 0)}"
+                 + (f", last error: {s['last_error']}" if s.get("last_error") else ""))
+    for r in st.get("last_syncs") or []:
+        lines.append(f"          {_when(r.get('t'))}  {r.get('status')}  manifest v{r.get('manifest')}  pack "
+                     f"v{r.get('pack_version')}  {int(r.get('bytes') or 0):,} bytes"
+                     + (f"  ({r['fallback']})" if r.get("fallback") else "")
+                     + (f"  error: {r['error']}" if r.get("error") else ""))
+    lines.append("lists     " + ", ".join(f"{k} {v:,}" for k, v in st["lists"].items()))
+    lines.append("tags      " + ", ".join(f"{k} {v:,}" for k, v in st["tags"].items()))
+    return "\n".join(lines)
 
 
 @command.command("config")

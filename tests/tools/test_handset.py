@@ -274,9 +274,12 @@ def test_cli_round_trip(tmp_path):
     assert r.exit_code == 0 and "1 pending" in r.output
     r = run(command, ["--state", str(tmp_path / "ph"), "label", UNKNOWN, "--time", "yesterday"])
     assert r.exit_code != 0 and "ISO-8601" in r.output
-    r = run(command, ["--state", str(tmp_path / "ph"), "status"])
+    r = run(command, ["--state", str(tmp_path / "ph"), "status", "--json"])
     st = json.loads(r.output)
     assert st["pack"]["version"] == "1" and st["tags"]["pending"] == 1
+    text = run(command, ["--state", str(tmp_path / "ph"), "status"]).output
+    assert "{" not in text and "pack      CN-full v1" in text and "tags      pending 1" in text
+    assert " full  manifest v" in text   # the last syncs, with times in UTC
 
 
 def test_model_runs_only_on_a_miss_and_sees_local_history(pub, tmp_path):
