@@ -214,3 +214,26 @@ def test_int8_grid_snapping_is_a_fixed_point():
     steps = k / (np.abs(kernel).max(0) / 127 + (kernel.max(0) == 0))
     np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
     np.testing.assert_array_equal(int8_grid_per_channel(k), k)
+
+
+def test_default_student_cannot_tell_callers_of_one_10k_block_apart():
+    """Anti-memorisation (issue 14): the default graph sees a number only through its 5- and 8-digit
+    prefixes, so two callers of one 10,000-number block get the same outputs whatever the rest of
+    their digits; with per-digit embeddings they would not."""
+    from callmark import model as cm
+    from trainer.model.student import StudentConfig, build_keras
+
+    facts = [{"number": n, "hour": 10, "weekday": 2} for n in ("+8613812345678", "+8613812349901",
+                                                                   "+8613899999999")]
+    X = cm.encode_batch(facts)
+    model = build_keras(StudentConfig(dropout=0.0))
+    model.get_layer("table").set_weights([np.random.default_rng(0).normal(0, 1, model.get_layer("table")
+                                                                           .get_weights()[0].shape)])
+    risk = np.asarray(model.predict(X, verbose=0)["risk"]).reshape(-1)
+    assert risk[0] == risk[1]  # same 10k block: same prefixes
+    assert risk[0] != risk[2]  # another block: other embeddings
+    spelled = build_keras(StudentConfig(dropout=0.0, digit_embedding=True))
+    spelled.get_layer("table").set_weights([np.random.default_rng(0).normal(0, 1, spelled.get_layer("table")
+                                                                              .get_weights()[0].shape)])
+    r2 = np.asarray(spelled.predict(X, verbose=0)["risk"]).reshape(-1)
+    assert r2[0] != r2[1]

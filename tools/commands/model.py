@@ -126,7 +126,7 @@ def model_group():
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Simulator output directory.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
-@click.option("--epochs", default=8, show_default=True, help="Maximum training epochs (early stopping on a validation split).")
+@click.option("--epochs", default=12, show_default=True, help="Maximum training epochs (early stopping on a validation split).")
 @click.option("--no-distill", is_flag=True, help="Train on truth only (no teacher soft scores).")
 @click.option("--evaluate/--no-evaluate", "do_eval", default=True, show_default=True, help="Write report.md afterwards.")
 @click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
