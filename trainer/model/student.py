@@ -178,10 +178,11 @@ def build_keras(cfg: StudentConfig, act: str | None = None, logit_clip: float | 
     """The Keras graph: three int32 tensors in, {"probs", "risk"} out.
 
     Every input becomes an index into one shared embedding table: the hashed E.164 prefixes of
-    `cfg.prefix_lengths` (plus digit x position with `cfg.digit_embedding`), the five codes, and each fact bucketised by THRESHOLDS. Integer inputs and one
-    int8 table keep the full-integer model as accurate as the float one. With `cfg.qat` the hidden
-    activations (bounded by `cfg.activation`, ReLU6) and the logits are fake-quantised onto fixed
-    int8 grids during training and inference; the TFLite converter takes those ranges, so Keras and
+    `cfg.prefix_lengths` (plus digit x position with `cfg.digit_embedding`), the five codes, and
+    each fact bucketised by THRESHOLDS. Integer inputs and one int8 table keep the full-integer
+    model as accurate as the float one. With `cfg.qat` the hidden activations (bounded by
+    `cfg.activation`, ReLU6) and the logits are fake-quantised onto fixed int8 grids during
+    training and inference; the TFLite converter takes those ranges, so Keras and
     the int8 file round the same values the same way.
     """
     import_tensorflow()  # first: registers the Keras hooks the TFLite converter needs
