@@ -54,11 +54,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def after_demo(tmp_path_factory) -> Path:
-    """A directory as `make demo` leaves it (5 simulated days, 600 users)."""
+    """A directory as `make demo` leaves it (its defaults: a smaller crowd may ship no model, and the
+    examples are promised to run after `make demo` itself)."""
     root = tmp_path_factory.mktemp("after-demo")
     work = root / "repo"
     work.mkdir()
-    r = subprocess.run([sys.executable, "-m", "tools.cli", "demo", "--days", "5", "--users", "600"], cwd=work,
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "demo"], cwd=work,
                        env=env(), capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work
