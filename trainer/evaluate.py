@@ -40,7 +40,7 @@ from callmark import categories
 from callmark import model as cm
 from callmark.numbers import normalize
 from callmark.rules import CallFacts, Policy, evaluate_rules, is_flagged, label_action
-from trainer import evaluate_report, features
+from trainer import evaluate_report, features, fpr_bound
 from trainer.evaluate_report import TARGETS  # noqa: F401  (the report's goals; re-exported)
 from trainer.holdout import HOLDOUT_SHARE, held_out
 from trainer.model.convert import artefact_problems
@@ -143,27 +143,37 @@ def allowed_false_positives(n_honest: int, max_fpr: float, confidence: float | N
     """Most honest calls that may be flagged out of `n_honest` so that the one-sided `confidence`
     Clopper-Pearson upper bound of the false-positive rate stays <= `max_fpr` (None: the plain count
     floor(max_fpr * n)). -1 when even zero flags cannot meet it (too few honest calls)."""
-    k = int(np.floor(max_fpr * n_honest))
-    if confidence is None or n_honest == 0:
-        return k
-    from scipy.stats import beta
-
-    while k >= 0 and beta.ppf(confidence, k + 1, n_honest - k) > max_fpr:
-        k -= 1
-    return k
+    return fpr_bound.allowed_false_positives(n_honest, max_fpr, confidence)
 
 
 def phone_threshold(y: np.ndarray, risk: np.ndarray, model_runs: np.ndarray, pack_flag: np.ndarray,
-                    max_fpr: float, confidence: float | None = CONFIDENCE) -> float:
+                    max_fpr: float, confidence: float | None = CONFIDENCE, callers=None) -> float:
     """Lowest risk threshold at which the phone (pack + rules `pack_flag`, + model) flags few enough
-    honest calls for `allowed_false_positives`; inf when the phone without the model already uses
-    the budget. `model_runs`: calls the model scores (no pack label, not a contact)."""
+    honest calls; inf when the phone without the model already uses the budget. `model_runs`: calls
+    the model scores (no pack label, not a contact). "Few enough": at most `allowed_false_positives`
+    and, given `callers` (one id per call), the caller-clustered upper bound
+    (`fpr_bound.clustered_upper_bounds`, Korn-Graubard) of the flagged share stays <= `max_fpr`, so
+    one prolific caller's calls count as the correlated evidence they are."""
     honest = y == 0
     budget = allowed_false_positives(int(honest.sum()), max_fpr, confidence) - int((pack_flag & honest).sum())
-    cand = np.sort(risk[honest & model_runs & ~pack_flag])[::-1]
+    runs = np.flatnonzero(honest & model_runs & ~pack_flag)
+    order = runs[np.argsort(-risk[runs], kind="stable")]
+    cand = risk[order]
     if budget < 0 or len(cand) == 0:
         return float("inf")
-    return float(np.nextafter(cand[budget], np.inf)) if budget < len(cand) else float(cand[-1])
+    # k flags are reachable by a threshold only where no tie straddles position k
+    reachable = np.r_[True, cand[:-1] > cand[1:], True]
+    reachable[budget + 1:] = False
+    if callers is not None and confidence is not None:
+        ids = np.unique(np.asarray(callers, dtype=object)[honest], return_inverse=True)[1]
+        pos = np.full(len(y), -1)
+        pos[np.flatnonzero(honest)] = np.arange(int(honest.sum()))
+        bounds = fpr_bound.clustered_upper_bounds(ids, (pack_flag & honest)[honest], pos[order], confidence)
+        reachable &= bounds <= max_fpr
+    if not reachable.any():
+        return float("inf")
+    k = int(np.flatnonzero(reachable)[-1])
+    return float(np.nextafter(cand[k], np.inf)) if k < len(cand) else float(cand[-1])
 
 
 def _finite(v: float) -> float | None:
@@ -207,12 +217,12 @@ def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR
                                  else float("nan"))
     m["recall_not_in_pack"], m["threshold_not_in_pack"] = recall_at_fpr(y[nip], risk[nip], max_fpr)
     runs = nip & ~contact  # where the phone runs the model
-    thr = thr_held_out = phone_threshold(y, risk, runs, pack_flag, max_fpr)
+    thr = thr_held_out = phone_threshold(y, risk, runs, pack_flag, max_fpr, callers=ev.caller)
     if trained_on is not None:
         t_ev, t_out, t_flag = trained_on
         t_flag = phone_flags(t_ev, policy) if t_flag is None else t_flag
         t_runs = ~t_ev.in_pack & ~contact_calls(t_ev)
-        thr_trained = phone_threshold(t_ev.harmful, t_out["risk"], t_runs, t_flag, max_fpr)
+        thr_trained = phone_threshold(t_ev.harmful, t_out["risk"], t_runs, t_flag, max_fpr, callers=t_ev.caller)
         thr = max(thr_held_out, thr_trained)
         t_combo = t_flag | (t_runs & (t_out["risk"] >= thr))
         m["trained_on"] = {"events": int(len(t_ev.harmful)), "warn_risk": _finite(thr_trained),

@@ -181,3 +181,39 @@ def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_pat
     evaluate_report.write(tmp_path, metrics, ev, _outputs(ev, seed=5), release="v7")
     assert len(list(tmp_path.glob("*.png"))) == 3
     assert categories.by_key("legit").code in CLASSES
+
+
+def test_one_prolific_honest_caller_counts_as_correlated_evidence():
+    """Calls of one caller are not independent trials: when a single honest caller makes up most of
+    the high-risk honest calls, the caller-clustered bound keeps the phone's threshold above that
+    caller's scores, where a per-call Clopper-Pearson bound would let the caller be flagged."""
+    ev = _events(n=20000)
+    out = _outputs(ev, signal=4.0)
+    honest_free = np.flatnonzero((ev.harmful == 0) & ~ev.in_pack)
+    prolific = honest_free[:15]  # one personal number calling 15 times, scored high from memory
+    for i in prolific:
+        ev.facts[i]["number"] = ev.caller[i] = "+8613912345678"
+    out["risk"][prolific] = 0.97
+    per_call = evaluate.phone_threshold(ev.harmful, out["risk"], ~ev.in_pack, evaluate.pack_flags(ev), 0.005)
+    clustered = evaluate.phone_threshold(ev.harmful, out["risk"], ~ev.in_pack, evaluate.pack_flags(ev), 0.005,
+                                         callers=ev.caller)
+    assert per_call <= 0.97 < clustered  # the per-call bound flags the caller's 15 calls; clustered does not
+    m = evaluate.compute_metrics(ev, out, max_fpr=0.005)
+    assert m["warn_risk"] == pytest.approx(clustered)
+
+
+def test_clustered_bound_is_clopper_pearson_for_one_call_per_caller_and_wider_for_clusters():
+    from scipy.stats import beta
+
+    from trainer.fpr_bound import clustered_upper_bounds
+    n, base = 5000, np.zeros(5000, bool)
+    base[:3] = True
+    order = np.arange(3, 40)
+    singletons = clustered_upper_bounds(np.arange(n), base, order, 0.95)
+    k = np.arange(len(order) + 1) + 3
+    assert np.allclose(singletons, beta.ppf(0.95, k + 1, n - k))
+    clusters = np.arange(n)
+    clusters[3:40] = 7  # the extra flags all fall on one caller (call 7's)
+    lumped = clustered_upper_bounds(clusters, base, order, 0.95)
+    assert lumped[0] == pytest.approx(singletons[0], rel=1e-3) and (lumped[5:] > singletons[5:]).all()
+    assert np.all(np.diff(lumped) > 0)
