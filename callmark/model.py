@@ -9,7 +9,9 @@ Raw facts (`dict`, every key optional except `number`; see docs/feature-contract
   number (str, as presented), hour (0-23 local), weekday (0=Mon), verification (passed|failed|none),
   in_contacts (bool), pack_category (category key or code; absent = not in pack), pack_confidence
   (0-1), pack_reporters (count), pack_verified (bool), pack_model_derived (bool), prior_calls,
-  prior_answered (counts), last_talk_s (seconds), days_since_last (days).
+  prior_answered (counts), last_talk_s (seconds), days_since_last (days), pack_block_harmful (count
+  of other numbers in the caller's 100-number block with a harmful pack label:
+  `callmark.pack.PackReader.block_harmful`).
 """
 from __future__ import annotations
 
@@ -111,7 +113,7 @@ FACT_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("prior_calls", "count", 1.0), ("prior_answered", "count", 1.0),
     ("last_talk_s", "seconds", 1.0), ("days_since_last", "hours", 24.0),
     ("in_contacts", "0/1", 1.0), ("hidden", "0/1", 1.0), ("international", "0/1", 1.0),
-    ("irregular", "0/1", 1.0),
+    ("irregular", "0/1", 1.0), ("pack_block_harmful", "count", 1.0),
 )
 CODE_FIELDS = ("pack_category", "hour", "weekday", "verification", "number_type")
 _INT_MAX = 2**30

@@ -64,6 +64,16 @@ LOOKUP_SQL = (
     "LIMIT 1"
 )
 
+# The model's `pack_block_harmful` fact: exact labels in the caller's 100-number block (key // BLOCK_SIZE;
+# carriers sell SIM cards and PBX trunks in such blocks). One indexed range read on the labels' rowid.
+BLOCK_SIZE = 100
+BLOCK_SQL = "SELECT key, category FROM labels WHERE key >= ?1 AND key < ?2"
+
+
+def block_start(key: int) -> int:
+    """First key of the 100-number block holding `key` (the key with its last two digits zeroed)."""
+    return int(key) - int(key) % BLOCK_SIZE
+
 
 @dataclass(slots=True)
 class Label:
@@ -214,6 +224,11 @@ def _must_exist(path: str):
 
 # ---------------------------------------------------------------- reading
 
+def harmful_codes(con: sqlite3.Connection) -> frozenset:
+    """Category codes the pack's own category table marks harmful."""
+    return frozenset(code for code, harmful in con.execute("SELECT code, harmful FROM categories") if harmful)
+
+
 class PackReader:
     """Open pack for lookups. The file is never modified in place, so it is opened immutable."""
 
@@ -225,7 +240,15 @@ class PackReader:
         self._max_range = int(self.meta.get("max_range_size", MAX_RANGE_SIZE))
         self._cats = {code: (key, action) for code, key, action in
                       self._con.execute("SELECT code, key, action FROM categories")}
+        self._harmful = harmful_codes(self._con)
         self._stmt = self._con.cursor()
+
+    def block_harmful(self, key: int) -> int:
+        """How many *other* numbers of `key`'s 100-number block (`block_start`) have an exact label
+        of a harmful category: the model's `pack_block_harmful` raw fact (docs/feature-contract.md).
+        Ranges are not counted (a covering range already labels the call). One indexed range read."""
+        lo = block_start(key)
+        return sum(1 for k, c in self._con.execute(BLOCK_SQL, (lo, lo + BLOCK_SIZE)) if k != key and c in self._harmful)
 
     def lookup(self, key: int) -> Label | None:
         """The label of number key `key`: exact row first, else the smallest covering range."""

@@ -33,9 +33,10 @@ import numpy as np
 
 from callmark.files import commit_file, fsync_dir
 from callmark.pack import (
-    LABEL_COLS, MAX_RANGE_SIZE, PACK_FORMAT, RANGE_COLS, SCHEMA, Label, PackError,
+    BLOCK_SIZE, LABEL_COLS, MAX_RANGE_SIZE, PACK_FORMAT, RANGE_COLS, SCHEMA, Label, PackError,
     PackFormatError, PackIntegrityError, PackReader, PackStateMismatch, PackTable, PARAMS_PER_STATEMENT,
-    check_delta_result, check_delta_start, check_meta, decode_delta, expand_wire, hash_hex, read_blob, rows_hash, table_hash,
+    block_start, check_delta_result, check_delta_start, check_meta, decode_delta, expand_wire, harmful_codes,
+    hash_hex, read_blob, rows_hash, table_hash,
 )
 from callmark.pack_layer_sql import OVERLAY_SCHEMA, lookup_sql, merge_select
 
@@ -196,9 +197,21 @@ class LayeredReader(PackReader):
         self._max_range = int(self.meta.get("max_range_size", MAX_RANGE_SIZE))
         self._cats = {code: (key, action) for code, key, action in
                       self._con.execute("SELECT code, key, action FROM categories")}
+        self._harmful = harmful_codes(self._con)
         with_ranges = [s for s in over if self._con.execute(f"SELECT EXISTS (SELECT 1 FROM {s}.ranges)").fetchone()[0]]
         self._sql = lookup_sql(list(reversed(over)), with_ranges)
+        self._block_sql = [f"SELECT key, category, dead FROM {s}.labels WHERE key >= ?1 AND key < ?2"
+                           for s in reversed(over)] + ["SELECT key, category, 0 FROM main.labels WHERE key >= ?1 AND key < ?2"]
         self._stmt = self._con.cursor()
+
+    def block_harmful(self, key: int) -> int:
+        """As PackReader.block_harmful, over base + overlays (the top layer's row of a key wins; a dead
+        row removes it). One indexed range read per layer."""
+        lo, rows = block_start(key), {}
+        for sql in self._block_sql:
+            for k, c, dead in self._con.execute(sql, (lo, lo + BLOCK_SIZE)):
+                rows.setdefault(k, (c, dead))
+        return sum(1 for k, (c, dead) in rows.items() if k != key and not dead and c in self._harmful)
 
     def lookup(self, key: int) -> Label | None:
         """As PackReader.lookup, over base + overlays."""

@@ -342,6 +342,9 @@ class Handset:
         local = datetime.fromtimestamp(t, timezone.utc) + self._tz
         facts = {"number": number, "hour": local.hour, "weekday": local.weekday(),
                  "verification": call.verification, "in_contacts": in_contacts}
+        reader = self._pack() if key is not None else None
+        if reader is not None:
+            facts["pack_block_harmful"] = reader.block_harmful(key)
         seen = self._seen.get((callee, key)) if key is not None else None
         if seen:
             facts.update(prior_calls=seen[0], prior_answered=seen[1], last_talk_s=seen[2],

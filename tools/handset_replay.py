@@ -126,7 +126,7 @@ def replay_calls(h: Any, calls_csv: str | Path, limit: int | None = None, incomi
             if d.category:
                 cats[d.category] += 1
             if truth is not None:
-                _score(acc, truth.get(row["caller"]), d)
+                _score(acc, truth.get(row["caller"]), d, row["caller"])
     h.flush()
     wall = time.perf_counter() - t0
     out = {"calls": n, "skipped": skipped, "history_calls": warmed, "seconds": round(wall, 2),
@@ -139,7 +139,7 @@ def replay_calls(h: Any, calls_csv: str | Path, limit: int | None = None, incomi
     return out
 
 
-def _score(acc: Counter, truth: tuple[str, bool] | None, d) -> None:
+def _score(acc: Counter, truth: tuple[str, bool] | None, d, caller: str) -> None:
     if truth is None:
         acc["unknown_truth"] += 1
         return
@@ -153,6 +153,9 @@ def _score(acc: Counter, truth: tuple[str, bool] | None, d) -> None:
     else:
         acc["benign"] += 1
         acc["benign_flagged"] += flagged
+        if flagged:  # what warned honest callers, and how many callers that was
+            acc["benign_flagged_by:" + d.source] += 1
+            acc["benign_flagged_caller:" + caller] += 1
         acc["benign_blocked"] += d.action in ("silence", "reject")
 
 
@@ -165,4 +168,9 @@ def _accuracy(acc: Counter) -> dict:
             "harmful_right_category": share("harmful_right_category", "harmful"),
             "benign_flagged": share("benign_flagged", "benign"),  # false warnings
             "benign_blocked": share("benign_blocked", "benign"),  # silenced or rejected wrongly
+            "benign_flagged_by": {k.split(":", 1)[1]: v for k, v in acc.most_common()
+                                  if k.startswith("benign_flagged_by:")},
+            "benign_flagged_callers": sum(1 for k in acc if k.startswith("benign_flagged_caller:")),
+            "benign_flagged_top_caller": max((v for k, v in acc.items() if k.startswith("benign_flagged_caller:")),
+                                             default=0),
             "unknown_truth": acc["unknown_truth"]}

@@ -17,7 +17,9 @@ from typing import Iterator
 
 import numpy as np
 
+from callmark import categories
 from callmark.labels import FLAG_MODEL, FLAG_VERIFIED, read_labels
+from callmark.pack import block_start
 from trainer.call_records import FeatureInputError, iter_records, parse_ts  # noqa: F401  (re-exported)
 
 CALL_COLUMNS = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answered", "direction",
@@ -278,6 +280,11 @@ def read_tags(tags_jsonl) -> list[tuple[float, int, str, str]]:
     return out
 
 
+def _is_harmful(label: dict | None) -> bool:
+    cat = label and label.get("pack_category")
+    return bool(cat) and categories.is_key(cat) and categories.by_key(cat).harmful
+
+
 class RollingPack:
     """A crude daily pack built from tags seen so far: what a phone synced at the start of the day.
 
@@ -291,12 +298,25 @@ class RollingPack:
         self.votes: dict[int, dict[str, set]] = {}
         self.verified = verified
         self.min_reporters = min_reporters
+        self.by_block: dict[int, set[int]] = {}
+        self._harmful_in_block: dict[int, set[int]] = {}  # per day: block -> keys with a harmful label
 
     def advance(self, until_ts: float) -> None:
         while self.i < len(self.tags) and self.tags[self.i][0] < until_ts:
             _, key, rep, cat = self.tags[self.i]
             self.votes.setdefault(key, {}).setdefault(cat, set()).add(rep)
+            self.by_block.setdefault(block_start(key), set()).add(key)
             self.i += 1
+        self._harmful_in_block = {}
+
+    def block_harmful(self, key: int | None) -> int:
+        """Other numbers of `key`'s 100-number block with a harmful label (`PackReader.block_harmful`)."""
+        if key is None:
+            return 0
+        b = block_start(key)
+        if b not in self._harmful_in_block:
+            self._harmful_in_block[b] = {k for k in self.by_block.get(b, ()) if _is_harmful(self.lookup(k))}
+        return len(self._harmful_in_block[b] - {key})
 
     def lookup(self, key: int | None) -> dict | None:
         if key is None:
@@ -331,9 +351,17 @@ class StaticPack:
                                   "pack_reporters": int(float(r.get("reporters") or 0)),
                                   "pack_verified": bool(flags & FLAG_VERIFIED),
                                   "pack_model_derived": bool(flags & FLAG_MODEL)}
+        self.harmful_in_block: dict[int, set[int]] = {}
+        for key, row in self.rows.items():
+            if _is_harmful(row):
+                self.harmful_in_block.setdefault(block_start(key), set()).add(key)
 
     def advance(self, until_ts: float) -> None:
         pass
+
+    def block_harmful(self, key: int | None) -> int:
+        """Other numbers of `key`'s 100-number block with a harmful label (`PackReader.block_harmful`)."""
+        return 0 if key is None else len(self.harmful_in_block.get(block_start(key), set()) - {key})
 
     def lookup(self, key: int | None) -> dict | None:
         return self.rows.get(key) if key is not None else None
@@ -397,9 +425,11 @@ def ring_events(data_dir, *, labels_csv=None, handset_share: float = 1.0, max_ev
                 if h:
                     facts.update(prior_calls=h[0], prior_answered=h[1], last_talk_s=h[2],
                                  days_since_last=(ts - h[3]) / 86400.0)
-                label = pack.lookup(key_of(caller))
+                key = key_of(caller)
+                label = pack.lookup(key)
                 if label:
                     facts.update(label)
+                facts["pack_block_harmful"] = pack.block_harmful(key)
                 entries = truth.get(caller)
                 if entries is None:
                     unknown += 1

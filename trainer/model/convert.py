@@ -26,6 +26,7 @@ EDGE_CASES: list[dict] = [
      "pack_verified": True},
     {"number": "+8613912345678", "hour": 14, "pack_category": "fraud", "pack_confidence": 0.8,
      "pack_reporters": 40},
+    {"number": "+8613912345699", "hour": 15, "pack_block_harmful": 7},
     {"number": "+12025550123", "hour": 4, "verification": "none"},
     {"number": "4008001234", "hour": 9, "pack_category": "telemarketing", "pack_confidence": 0.5,
      "pack_reporters": 3, "pack_model_derived": True},

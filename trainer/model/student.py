@@ -30,6 +30,7 @@ THRESHOLDS = {
     "prior_calls": _FIB[1:], "prior_answered": _FIB[1:],
     "last_talk_s": [1, 5, 10, 20, 30, 60, 120, 180, 300, 600, 1200, 3600],
     "days_since_last": [1, 2, 4, 8, 12, 24, 48, 72, 168, 336, 720, 2160],  # hours
+    "pack_block_harmful": [1, 2, 3, 5, 8, 13],
 }
 N_THRESH = max(len(v) for v in THRESHOLDS.values())
 
