@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import requests
 from callmark.progress import bar
 
 from callmark.manifest import utcnow  # noqa: F401  (the client contract must import cleanly)
+from tools.local_process import NotReady, ProcessExited, free_port, http_ok, stop_process, wait_until_ready
 
 
 @dataclass
@@ -89,12 +89,6 @@ def split_calls(calls_csv: Path, start: datetime | None, end: datetime, out: Pat
 
 # ------------------------------------------------------------------------------------------ server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """A real `callmark serve` (gunicorn) on loopback for the demo's lifetime."""
 
@@ -109,24 +103,19 @@ class Server:
         self.log = open(data_dir / "server.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--port", str(port)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise click.ClickException(f"the server exited; see {data_dir / 'server.log'}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise click.ClickException(f"the server did not come up in 60 s; see {data_dir / 'server.log'}")
+        try:
+            wait_until_ready(self.proc, lambda: http_ok(self.url), timeout_s=60, what="the server",
+                             interval_s=0.2)
+        except ProcessExited:
+            self.log.close()
+            raise click.ClickException(f"the server exited; see {data_dir / 'server.log'}") from None
+        except NotReady:
+            self.stop()
+            raise click.ClickException(
+                f"the server did not come up in 60 s; see {data_dir / 'server.log'}") from None
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, grace_s=10)
         self.log.close()
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,21 +18,15 @@ import requests
 
 from callmark import pack_layers
 from tools.handset import Handset
+from tools.local_process import NotReady, ProcessExited, free_port, stop_process, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def server(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, CALLMARK_DATA_DIR=str(tmp_path / "srv"), CALLMARK_EXPORTS_DIR=str(tmp_path / "exports"),
                CALLMARK_RATELIMIT_ENABLED="0", CALLMARK_DEVICE_SECRET="e2e-secret",
                CALLMARK_SYNC_MIN_WAIT_S="60", CALLMARK_SYNC_JITTER_S="10")
@@ -42,22 +35,17 @@ def server(tmp_path):
                              "--threads", "4"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            requests.get(url + "/v1/manifest", timeout=2)
-            break
-        except requests.ConnectionError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.3)
-    yield url, tmp_path
-    proc.terminate()
+
+    def answers() -> bool:                 # any HTTP answer: the app is up (no release exists yet)
+        requests.get(url + "/v1/manifest", timeout=2)
+        return True
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
+        wait_until_ready(proc, answers, timeout_s=60, what="callmark serve", interval_s=0.3)
+    except (ProcessExited, NotReady):
         proc.kill()
+        raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}") from None
+    yield url, tmp_path
+    stop_process(proc, grace_s=15)
 
 
 def upload_crowd(url: str, work: Path, events: list[dict]) -> int:

@@ -12,17 +12,16 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tools import readme_cli
+from tools.local_process import NotReady, ProcessExited, free_port, http_ok, stop_process, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PORT = "8080"
@@ -44,12 +43,6 @@ def argv(line: str, port: int) -> list[str]:
     words = shlex.split(line.replace(f"127.0.0.1:{EXAMPLE_PORT}", f"127.0.0.1:{port}"))
     assert words[0] == "callmark", line
     return [sys.executable, "-m", "tools.cli", *words[1:]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,23 +75,17 @@ class Server:
             cmd += ["--port", str(port)]
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.3)
-        raise AssertionError("server did not start")
+        try:
+            wait_until_ready(self.proc, lambda: http_ok(self.url), timeout_s=60, what="callmark serve",
+                             interval_s=0.3)
+        except ProcessExited:
+            raise AssertionError(self.proc.stderr.read().decode()[-2000:]) from None
+        except NotReady:
+            self.stop()
+            raise AssertionError("server did not start") from None
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, grace_s=15)
         self.proc.stderr.close()
 
 

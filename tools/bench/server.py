@@ -14,7 +14,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,13 +23,9 @@ from pathlib import Path
 
 import click
 
+from tools.local_process import NotReady, ProcessExited, free_port, http_ok, stop_process, wait_until_ready
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:
@@ -52,19 +47,15 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + wait_s
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"server did not answer /healthz within {wait_s} s")
+        url = f"http://127.0.0.1:{self.port}"
+        try:
+            wait_until_ready(self.proc, lambda: http_ok(url), timeout_s=wait_s, what="server", interval_s=0.05)
+        except ProcessExited as e:
+            raise RuntimeError(f"server exited with {e.returncode}; see {self.log_path}") from None
+        except NotReady:
+            self.kill()
+            raise RuntimeError(f"server did not answer /healthz within {wait_s} s") from None
+        return self
 
     def pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True)
@@ -91,12 +82,9 @@ class ServerProcess:
             self._log.close()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM the process group (gunicorn shuts down cleanly), SIGKILL it after 15 s."""
+        if self.proc:
+            stop_process(self.proc, grace_s=15, group=True)
         if getattr(self, "_log", None):
             self._log.close()
 

@@ -17,18 +17,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from tools.local_process import NotReady, ProcessExited, free_port, stop_process, wait_until_ready
+
+__all__ = ["LocalPostgres", "LocalRedis", "ServiceUnavailable", "free_port", "postgres_bin_dir"]
 
 
 class ServiceUnavailable(RuntimeError):
     """The server binaries are missing or the server did not start (the message says how to fix)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def postgres_bin_dir() -> Path | None:
@@ -131,28 +128,23 @@ class LocalRedis:
         self.proc = subprocess.Popen([self.exe, "--port", str(self.port), "--bind", "127.0.0.1",
                                       "--save", "", "--appendonly", "no", "--daemonize", "no"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServiceUnavailable(f"redis-server exited: {self.proc.stderr.read()[-500:]!r}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise ServiceUnavailable("redis-server did not answer PING within 15 s")
+        try:
+            wait_until_ready(self.proc, self._pong, timeout_s=15, what="redis-server", interval_s=0.05)
+        except ProcessExited:
+            raise ServiceUnavailable(f"redis-server exited: {self.proc.stderr.read()[-500:]!r}") from None
+        except NotReady:
+            self.stop()
+            raise ServiceUnavailable("redis-server did not answer PING within 15 s") from None
+        return self
+
+    def _pong(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, grace_s=10)
             self.proc = None
 
     def __enter__(self) -> "LocalRedis":

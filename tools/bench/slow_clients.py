@@ -11,6 +11,7 @@ Example: python -m tools.bench.slow_clients --seconds 3 --rounds 3 --attack-seco
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import click
 
-from tools.bench.server import ROOT, free_port, make_exports, measure, request
+from tools.bench.server import ROOT, make_exports, measure, request
+from tools.local_process import NotReady, ProcessExited, free_port, wait_until_ready
 
 BASELINE = "gthread"
 CANDIDATE = "server.worker.CallmarkWorker"
@@ -41,12 +43,15 @@ def _start(worker_class: str, data: Path, exports: Path) -> tuple[subprocess.Pop
                              "--bind", f"127.0.0.1:{port}", "--no-control-socket", "server:create_app()"],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    for _ in range(600):
-        if _probe(port, 1.0) is not None:
-            return proc, port
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError(f"{worker_class}: gunicorn did not answer /healthz")
+    try:
+        wait_until_ready(proc, lambda: _probe(port, 1.0) is not None, timeout_s=30, what=worker_class,
+                         interval_s=0.05)
+    except (ProcessExited, NotReady) as e:
+        with contextlib.suppress(ProcessLookupError):      # the group may be gone already
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        raise RuntimeError(f"{worker_class}: gunicorn did not answer /healthz ({e})") from None
+    return proc, port
 
 
 def _probe(port: int, limit_s: float) -> float | None:
