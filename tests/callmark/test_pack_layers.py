@@ -64,6 +64,7 @@ def _same_lookups(pack_dir: str, plain_path: str, keys):
     with L.LayeredReader(pack_dir) as lr, PackReader(plain_path) as pr:
         for k in keys:
             assert lr.lookup(k) == pr.lookup(k), k
+            assert lr.block_harmful(k) == pr.block_harmful(k), k  # removed (dead) overlay rows drop out
 
 
 def _plain(t: PackTable, d, name):
@@ -248,3 +249,16 @@ def test_any_delta_chain_gives_exactly_the_new_pack(tmp_path, case):
         universe = sorted(set(k for t in tables for k in t.labels["key"].tolist())
                           | set(k + 3 for t in tables for k in t.ranges["start"].tolist()))
         _same_lookups(pack, _plain(tables[2], d, "c.sqlite"), universe)
+
+
+def test_block_harmful_counts_other_harmful_labels_of_the_100_block(chain, tmp_path):
+    from callmark import categories
+    t = chain[0]
+    harmful = {c.code for c in categories.CATEGORIES if c.harmful}
+    keys, cats = t.labels["key"], t.labels["category"]
+    probe = sorted(set(keys[::11].tolist()) | {int(k) + 1 for k in keys[::13]})
+    with PackReader(_plain(t, str(tmp_path), "p.sqlite")) as pr:
+        for k in probe:
+            block = (keys // 100 == k // 100) & (keys != k)
+            assert pr.block_harmful(k) == int(np.isin(cats[block], list(harmful)).sum()), k
+        assert any(pr.block_harmful(k) > 0 for k in probe)

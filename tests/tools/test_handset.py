@@ -302,6 +302,9 @@ def test_model_runs_only_on_a_miss_and_sees_local_history(pub, tmp_path):
         assert seen[1]["days_since_last"] == pytest.approx(1.0)
         h.label(FRAUD)
         assert len(seen) == 2  # a pack hit never runs the model
+        assert seen[0]["pack_block_harmful"] == 0
+        h.label(FRAUD[:-2] + "77")  # not in the pack, beside a fraud label in its 100-number block
+        assert len(seen) == 3 and seen[2]["pack_block_harmful"] == 1
 
 
 def test_remembered_call_log_feeds_local_history_and_call_bombing_without_deciding(pub, tmp_path):

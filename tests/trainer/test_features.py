@@ -112,3 +112,41 @@ def test_truth_follows_number_recycling():
     entries = [(0, "fraud", 1), (5, "legit", 0)]
     assert features.truth_at(entries, 2) == ("fraud", 1)
     assert features.truth_at(entries, 6) == ("legit", 0)
+
+
+def test_packs_count_harmful_labels_in_the_callers_100_block(tmp_path):
+    """`pack_block_harmful` in training counts what `PackReader.block_harmful` reads on the phone:
+    other numbers of the 100-block with a published harmful label (benign and unpublished ones not)."""
+    from callmark.labels import write_labels
+    from callmark.numbers import key_of
+
+    rows = [{"number": "+86138000001" + s, "category": c, "confidence": 0.9, "reporters": 5, "published": p}
+            for s, c, p in (("01", "fraud", 1), ("02", "harassment", 1), ("03", "delivery", 1),
+                            ("04", "fraud", 0))]
+    rows.append({"number": "+8613800000205", "category": "fraud", "confidence": 0.9, "reporters": 5,
+                 "published": 1})  # the next block
+    pack = features.StaticPack(write_labels(tmp_path / "labels.csv", rows))
+    assert pack.block_harmful(key_of("+8613800000150")) == 2
+    assert pack.block_harmful(key_of("+8613800000101")) == 1  # not itself
+    assert pack.block_harmful(key_of("+8613800000204")) == 1 and pack.block_harmful(None) == 0
+    tags = sorted([(100.0 + i, key_of("+86138000001" + s), f"r{i}{j}", c)
+                   for i, (s, c) in enumerate((("01", "fraud"), ("02", "delivery"), ("03", "fraud")))
+                   for j in range(2)] + [(500.0, key_of("+8613800000104"), "r9", "fraud")])
+    rolling = features.RollingPack(tags, verified=set())
+    rolling.advance(50.0)
+    assert rolling.block_harmful(key_of("+8613800000150")) == 0
+    rolling.advance(1000.0)  # 01 and 03 published as fraud (two reporters); 04 has one reporter
+    assert rolling.block_harmful(key_of("+8613800000150")) == 2
+    assert rolling.block_harmful(key_of("+8613800000103")) == 1
+
+
+def test_ring_events_carry_the_block_count(tmp_path):
+    from callmark.labels import write_labels
+
+    _calls(tmp_path, _rows())
+    (tmp_path / "truth.csv").write_text("number,category,harmful\n")
+    labels = write_labels(tmp_path / "labels.csv", [
+        {"number": "+8613800000009", "category": "fraud", "confidence": 0.9, "reporters": 5, "published": 1}])
+    ev = ring_events(tmp_path, labels_csv=labels)
+    by_caller = {c: f["pack_block_harmful"] for c, f in zip(ev.caller, ev.facts)}
+    assert by_caller[A] == 1 and by_caller[B] == 0
