@@ -32,7 +32,7 @@ class DemoConfig:
     """Sizes and places of the demo. Defaults finish in a few minutes on 2 cores."""
 
     workdir: str = "var/demo"  # per-run state (wiped at start): simulation, store, builds, handset
-    exports: str = "exports"  # published artefacts (kept; versions go on across runs)
+    exports: str = "exports"  # published artefacts (a previous demo's releases are cleared at start)
     keys: str = "var/keys"  # signing keys (kept: the exports' root of trust)
     days: int = 9  # simulated days; the last two are "day 1" and "day 2" of the demo
     users: int = 3000  # handset users who may tag
@@ -180,6 +180,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from trainer.pipeline import BuildConfig, build
 
     work, exports, keys = Path(cfg.workdir), Path(cfg.exports), Path(cfg.keys)
+    clear_previous_demo(exports)
     shutil.rmtree(work, ignore_errors=True)
     (work / "store").mkdir(parents=True)
     exports.mkdir(parents=True, exist_ok=True)
@@ -225,7 +226,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                                       eval_truth=str(sim / "truth.csv")))
             click.echo(f"== day {n}: publish to beta, promote to {cfg.channel}")
             release.publish_release(exports, built.pack_dir, built.delta_dirs, built.model_dir, "beta", keys,
-                                    note=f"demo day {n}")
+                                    note=f"{DEMO_NOTE}{n}")
             manifest = release.promote(exports, keys, "beta", cfg.channel)
             lookup = load_lookup_labels(server, built.labels_csv, manifest.version)
             previous_model = built.model_dir or previous_model
@@ -272,6 +273,43 @@ def keep_serving(server: Server, work: Path) -> None:
         click.echo("stopping the server")
     finally:
         server.stop()
+
+
+DEMO_NOTE = "demo day "  # the note of every release the demo publishes (how a rerun knows its own)
+
+
+def clear_previous_demo(exports: Path) -> None:
+    """Remove a previous demo run's releases from `exports` (everything but README.md), so a rerun
+    publishes its builds v1 and v2 again: publishing refuses a pack older than the channel serves.
+
+    Raises click.ClickException, touching nothing, when `exports` holds a release the demo did not
+    publish (a publish without the demo's note, or a rollback, rollout or gc)."""
+    import publisher as release
+    from callmark.manifest_errors import ReleaseError
+
+    if not exports.is_dir():
+        return
+    try:
+        records = release.history(exports)
+    except ReleaseError as exc:
+        raise click.ClickException(f"{exports} has an unreadable release history ({exc}); "
+                                   "pass --exports with another directory") from None
+    foreign = [r for r in records if not (r.get("action") == "promote" or
+                                          (r.get("action") == "publish" and str(r.get("note", "")).startswith(DEMO_NOTE)))]
+    if foreign:
+        r = foreign[0]
+        raise click.ClickException(
+            f"{exports} holds releases the demo did not make (first: {r.get('action')} {r.get('release', '')} "
+            f"at {r.get('ts', '?')}); run the demo with --exports var/demo-exports, or clear {exports} yourself")
+    if not records:
+        if (exports / "channels").exists():
+            raise click.ClickException(f"{exports} holds channels but no release history; run the demo with "
+                                       f"--exports var/demo-exports, or clear {exports} yourself")
+        return
+    click.echo(f"== clear the previous demo's {len(records)} release records from {exports}/")
+    for child in exports.iterdir():
+        if child.name != "README.md":
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 def _root_file(exports: Path, keys: Path) -> Path:

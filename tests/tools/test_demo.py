@@ -28,6 +28,34 @@ def test_demo_two_days_full_then_delta(tmp_path):
     assert summary["verified_businesses"] > 0
     from server.store import iter_verified
     assert len(list(iter_verified(tmp_path / "work" / "store"))) == summary["verified_businesses"]
+    # `make demo` twice: the rerun clears the first run's releases and publishes its v1, v2 again
+    again = run_demo(DemoConfig(workdir=str(tmp_path / "work"), exports=str(tmp_path / "exports"),
+                                keys=str(tmp_path / "keys"), days=7, users=3000, seed=3, student=False))
+    assert [d["manifest_version"] for d in again["days"]] == [day1["manifest_version"], day2["manifest_version"]]
+
+
+def test_a_rerun_refuses_exports_with_releases_the_demo_did_not_make(tmp_path):
+    import json
+
+    import click
+
+    from tools.demo import clear_previous_demo
+    exports = tmp_path / "exports"
+    (exports / "channels" / "beta").mkdir(parents=True)
+    (exports / "README.md").write_text("kept")
+    demo = [{"action": "publish", "channel": "beta", "note": "demo day 1", "release": "beta-1"},
+            {"action": "promote", "channel": "stable", "release": "stable-1"}]
+    (exports / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in demo + [
+        {"action": "publish", "channel": "beta", "note": "hotfix", "release": "beta-2", "ts": "2026-11-30T00:00:00Z"}]))
+    with pytest.raises(click.ClickException, match="did not make .first: publish beta-2"):
+        clear_previous_demo(exports)
+    assert (exports / "channels" / "beta").is_dir()  # nothing touched
+    (exports / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in demo))
+    clear_previous_demo(exports)
+    assert sorted(p.name for p in exports.iterdir()) == ["README.md"]
+    (exports / "channels").mkdir()  # channels without any history: not the demo's to delete
+    with pytest.raises(click.ClickException, match="no release history"):
+        clear_previous_demo(exports)
 
 
 def test_the_summary_lists_label_sources_as_words_largest_first():
