@@ -312,6 +312,17 @@ def clear_previous_demo(exports: Path) -> None:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
+def _honest_by_source(acc: dict) -> str:
+    """'model 100, pack_exact 8; 38 callers, at most 10 calls from one' (or 'none')."""
+    by = acc.get("benign_flagged_by") or {}
+    if not by:
+        return "none"
+    top = acc.get("benign_flagged_top_caller", 0)
+    callers = acc.get("benign_flagged_callers", 0)
+    return (", ".join(f"{k} {v:,}" for k, v in by.items())
+            + f"; {callers:,} caller{'s' if callers != 1 else ''}, at most {top:,} call{'s' if top != 1 else ''} from one")
+
+
 def _root_file(exports: Path, keys: Path) -> Path:
     """The root the app ships with: version 1 of the exports' root chain."""
     from callmark.exports import ROOT_FILE, root_path
@@ -367,6 +378,7 @@ def print_summary(summary: dict, work: Path) -> None:
             (f"day {n}: harmful calls labelled with the true category", _pct(acc.get("harmful_right_category"))),
             (f"day {n}: honest calls warned (silenced/rejected)",
              f"{_pct(acc.get('benign_flagged'))} ({_pct(acc.get('benign_blocked'))})"),
+            (f"day {n}: honest calls warned, by source", _honest_by_source(acc)),
             (f"day {n}: decision latency p50 / p99", f"{lat.get('p50_us', '?')} / {lat.get('p99_us', '?')} µs"),
             (f"day {n}: new model", _gate_word(b, shipped)),
         ]

@@ -84,3 +84,20 @@ def test_evaluation_rows_name_a_refused_candidate():
     assert "day 2: pack + refused candidate: harmful calls flagged / honest flagged" in refused
     shipped = dict(_evaluation_rows(1, ev, None))
     assert "day 1: model risk calibration error (ECE)" in shipped
+
+
+def test_the_replay_says_what_warned_honest_callers_and_how_many_callers_that_was():
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from tools.demo import _honest_by_source
+    from tools.handset_replay import _accuracy, _score
+    acc = Counter()
+    for caller, source, action in [("+1", "model", "warn")] * 3 + [("+2", "pack_exact", "warn"),
+                                                                    ("+3", "model", "allow")]:
+        _score(acc, ("legit", False), SimpleNamespace(action=action, source=source, category=None), caller)
+    _score(acc, ("fraud", True), SimpleNamespace(action="warn", source="model", category="fraud"), "+4")
+    a = _accuracy(acc)
+    assert a["benign_flagged_by"] == {"model": 3, "pack_exact": 1}
+    assert (a["benign_flagged_callers"], a["benign_flagged_top_caller"], a["benign_calls"]) == (2, 3, 5)
+    assert _honest_by_source(a) == "model 3, pack_exact 1; 2 callers, at most 3 calls from one"
