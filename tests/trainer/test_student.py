@@ -102,6 +102,16 @@ def test_test_vectors_replay_through_litert(tiny):
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
     assert out["vectors"] >= 30 and out["max_diff"] < 1e-6  # same runtime: bit-exact
+    cli = [sys.executable, "-m", "tools.cli", "model", "replay", "--model", str(model)]
+    res = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout.startswith(f"{out['vectors']} test vectors match through LiteRT")
+    vectors = json.loads((model / "test_vectors.json").read_text())
+    vectors["vectors"][3]["expected"]["risk"] += 0.5  # a phone's copy that disagrees with the model
+    broken = model.parent / "broken_vectors"
+    shutil.copytree(model, broken, dirs_exist_ok=True)
+    (broken / "test_vectors.json").write_text(json.dumps(vectors))
+    res = subprocess.run(cli[:-1] + [str(broken)], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 1 and "test vector 3" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.slow
@@ -237,3 +247,29 @@ def test_default_student_cannot_tell_callers_of_one_10k_block_apart():
                                                                               .get_weights()[0].shape)])
     r2 = np.asarray(spelled.predict(X, verbose=0)["risk"]).reshape(-1)
     assert r2[0] != r2[1]
+
+
+CALIBRATE = """
+import json, sys
+import numpy as np
+from trainer.model import import_tensorflow
+import_tensorflow()
+import keras
+from trainer.model.student import calibrate_risk
+x = keras.Input((1,), name="x")
+logit = keras.layers.Dense(1, name="risk_logit")(x)
+model = keras.Model(x, {"risk": keras.layers.Activation("sigmoid")(logit)})
+model.get_layer("risk_logit").set_weights([np.ones((1, 1), "float32"), np.zeros(1, "float32")])
+rng = np.random.default_rng(0)
+z = rng.normal(0, 2, 20000).astype("float32")
+y = (rng.random(20000) < 1 / (1 + np.exp(-(0.5 * z - 1.5)))).astype("float32")  # over-confident, too high
+print(json.dumps(calibrate_risk(model, {"x": z[:, None]}, y)))
+"""
+
+
+def test_platt_calibration_recovers_the_map_and_folds_it_into_the_risk_layer():
+    res = subprocess.run([sys.executable, "-c", CALIBRATE], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    cal = json.loads(res.stdout.strip().splitlines()[-1])
+    assert cal["a"] == pytest.approx(0.5, abs=0.05) and cal["c"] == pytest.approx(-1.5, abs=0.1)
+    assert cal["val_ece_after"] < 0.02 < cal["val_ece_before"]

@@ -220,15 +220,21 @@ def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain):
 
 @model_group.command("replay")
 @click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
+@click.option("--atol", default=0.02, show_default=True, help="Largest allowed difference per output.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"vectors\": N, \"max_diff\": D} instead of a sentence.")
 @_clean_errors
-def model_replay(model_dir):
-    """Replay test_vectors.json through LiteRT, as a phone would.
+def model_replay(model_dir, atol, as_json):
+    """Replay test_vectors.json through LiteRT, as a phone would; exit 1 naming the first vector that
+    differs by more than --atol.
 
     Example: callmark model replay --model var/demo/builds/v1/model
     """
     from callmark.model import replay_test_vectors
 
-    click.echo(json.dumps(replay_test_vectors(model_dir)))
+    r = replay_test_vectors(model_dir, atol=atol)
+    click.echo(json.dumps(r) if as_json else
+               f"{r['vectors']} test vectors match through LiteRT (largest difference {r['max_diff']:.4f}, "
+               f"allowed {atol})")
 
 
 COMMANDS = {"teacher": teacher_group, "model": model_group}
