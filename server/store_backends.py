@@ -25,6 +25,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -109,13 +110,28 @@ class SQLiteBackend:
             loc.pid = os.getpid()
         return loc.db
 
+    def _enter_wal(self, conn: sqlite3.Connection) -> str:
+        """PRAGMA journal_mode=WAL, retried for up to the busy timeout: switching a new file into WAL
+        takes an exclusive lock, and SQLite answers SQLITE_BUSY at once (no busy handler) when other
+        connections open the same new file at that moment (several workers starting together)."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.005
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
     def _connect(self) -> sqlite_utils.Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_ms / 1000,
                                    isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._enter_wal(conn)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open store {self.path}: {e}") from e
         if mode.lower() != "wal":

@@ -181,3 +181,34 @@ def test_lazy_rate_limit_storage_expires_without_timer_thread():
     assert st.incr("k", expiry=0.05) == 1 and st.incr("k", expiry=0.05) == 2
     time.sleep(0.08)
     assert st.get("k") == 0 and st.incr("k", expiry=10) == 1
+
+
+def test_sqlite_waits_for_the_wal_switch_when_workers_open_a_new_store_together(tmp_path, database_url):
+    """Switching a new file into WAL answers 'database is locked' at once (no busy handler) while
+    another connection does the same: opening retries until the busy timeout, other errors pass."""
+    import sqlite3
+
+    from server.store_backends import SQLiteBackend
+    if not database_url.endswith(".sqlite"):
+        pytest.skip("SQLite only")
+
+    class Flaky:
+        def __init__(self, failures, error="database is locked"):
+            self.failures, self.error, self.calls = failures, error, 0
+
+        def execute(self, sql):
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError(self.error)
+            return sqlite3.connect(":memory:").execute("SELECT 'wal'")
+
+    backend = SQLiteBackend(tmp_path / "s.sqlite", busy_timeout_ms=2000)
+    conn = Flaky(3)
+    assert backend._enter_wal(conn) == "wal" and conn.calls == 4
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        backend._enter_wal(Flaky(1, "disk I/O error"))
+    quick = SQLiteBackend(tmp_path / "s.sqlite", busy_timeout_ms=50)
+    t0 = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        quick._enter_wal(Flaky(10**6))
+    assert 0.05 <= time.monotonic() - t0 < 1.0
