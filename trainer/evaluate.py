@@ -352,8 +352,8 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     c = compute_metrics(ev, out, max_fpr, policy, pack_flag, trained_on=on_trained(cand))
     p = compute_metrics(ev, score_events(pub, ev), max_fpr, policy, pack_flag, trained_on=on_trained(pub)) \
         if pub else None
-    truth = "simulation ground truth" if truth_csv else "release labels (callers nobody tagged count as honest)"
-    c["data"] = {"dir": str(data_dir), "truth": truth, "truth_csv": str(truth_csv or Path(data_dir) / "truth.csv"),
+    truth_path = Path(truth_csv) if truth_csv else Path(data_dir) / "truth.csv"
+    c["data"] = {"dir": str(data_dir), "truth": truth_kind(truth_path), "truth_csv": str(truth_path),
                  "held_out": f"callers whose number-key hash falls in the first {HOLDOUT_SHARE:.0%}"}
     verdict = None
     if gate:
@@ -372,6 +372,21 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     _write_warn_risk(cand, c["warn_risk"])
     evaluate_report.write(cand, metrics, ev, out, release=release, plots=plots)
     return {"candidate": c, "published": p, "verdict": verdict}
+
+
+def truth_kind(truth_csv: Path) -> str:
+    """What a truth file holds, for the report: a build's release labels (every row's role is
+    `label`, written by `training_targets`) or ground truth (a simulation's roles)."""
+    import csv
+
+    try:
+        with open(truth_csv, newline="", encoding="utf-8") as f:
+            roles = {row.get("role") for row in csv.DictReader(f)}
+    except OSError:
+        return "unknown (no truth file)"
+    if roles <= {"label"}:
+        return "release labels (callers nobody tagged count as honest)"
+    return "ground truth"
 
 
 def _write_warn_risk(model_dir: Path, warn_risk: float | None) -> None:

@@ -192,6 +192,19 @@ def test_gate_refuses_a_model_trained_on_corrupted_labels_with_the_reason(two_mo
     assert "REFUSED" in report and "risk_auc regressed on the same calls" in report
     c, p = verdict["compared"]["risk_auc"]["candidate"], verdict["compared"]["risk_auc"]["published"]
     assert p > c + 0.02
+    # the CLI with --out: the same refusal, written into a copy; the candidate's own files stay as they were
+    before = _snapshot(corrupt)
+    out = corrupt.parent / "regate"
+    cli = [sys.executable, "-m", "tools.cli", "model", "gate", "--candidate", str(corrupt), "--published", str(good),
+           "--data", str(sim), "--out", str(out)]
+    for _ in range(2):  # a rerun replaces its own copy
+        res = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 1 and "risk_auc regressed on the same calls" in res.stderr, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr
+    assert _snapshot(corrupt) == before
+    assert json.loads((out / "metrics.json").read_text())["gate"]["accepted"] is False
+    res = subprocess.run(cli[:-1] + [str(good)], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 1 and "was not made by --out" in res.stderr  # never over another model
 
 
 @pytest.mark.slow

@@ -183,17 +183,64 @@ def _stage_calls(data_dir: str, calls_file: str | None, calls_map: str | None, s
 @click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
 @click.option("--truth", "truth_csv", type=click.Path(dir_okay=False), help="Truth file instead of DATA/truth.csv.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Write into a copy of the model here (replaced on a rerun) instead of the model dir itself.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @_clean_errors
-def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv):
-    """Write report.md + PNGs (ROC/PR per class, confusion, calibration, thresholds) into the model dir.
+def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv, out, as_json):
+    """Write report.md + PNGs (ROC/PR per class, confusion, calibration, thresholds) and the phone's
+    warn threshold into the model dir, or into a copy of it with --out (a build's own report and
+    contract stay as the build left them).
 
-    Example: callmark model evaluate --model var/demo/builds/v2/model --data var/demo/sim --published var/demo/builds/v1/model
+    Example: callmark model evaluate --model var/demo/builds/v2/model --data var/demo/sim --published var/demo/builds/v1/model --out var/eval/v2
     """
     from trainer.evaluate import evaluate
 
-    m = evaluate(model_dir, data_dir, published_dir=published, labels_csv=labels_csv, truth_csv=truth_csv)
-    click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "recall_not_in_pack", "gain_over_pack", "risk_ece",
-                                             "warn_risk", "pack_alone", "pack_plus_model", "published")}))
+    target = _working_copy(model_dir, out)
+    m = evaluate(target, data_dir, published_dir=published, labels_csv=labels_csv, truth_csv=truth_csv)
+    if as_json:
+        click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "recall_not_in_pack", "gain_over_pack",
+                                                 "risk_ece", "warn_risk", "pack_alone", "pack_plus_model", "published")}))
+        return
+    click.echo(f"{m['events']:,} held-out calls, scored against {m['data']['truth']}: " + _figures(m))
+    if m.get("published"):
+        click.echo(f"published model on the same calls: risk AUC {_num(m['published']['risk_auc'])}, recall not in "
+                   f"pack {_num(m['published']['recall_not_in_pack'])}, risk ECE {_num(m['published']['risk_ece'])}")
+    click.echo(f"report: {Path(target) / 'report.md'} (+ report.html)")
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _figures(m: dict) -> str:
+    gain = m.get("gain_over_pack")
+    return (f"risk AUC {_num(m.get('risk_auc'))}, recall not in pack {_num(m.get('recall_not_in_pack'))} at "
+            f"<= {m.get('max_fpr', 0.005):.1%} FPR, pack + model adds {'n/a' if gain is None else f'{gain:+.3f}'} "
+            f"recall over the pack alone, risk ECE {_num(m.get('risk_ece'))}, warn_risk {_num(m.get('warn_risk'))}")
+
+
+EVALUATION_COPY = ".callmark-evaluation-copy"  # marks a directory `--out` made (safe to replace)
+
+
+def _working_copy(model_dir: str, out: str | None) -> str:
+    """The directory evaluate/gate write into: MODEL itself, or a fresh copy of it at OUT. An OUT
+    that exists and was not made by --out is refused (it may be a build's own model)."""
+    import shutil
+
+    if out is None:
+        return model_dir
+    src, dst = Path(model_dir), Path(out)
+    if not (src / "contract.json").is_file():
+        raise click.ClickException(f"{src}/contract.json is missing; is {src} a model directory?")
+    if dst.resolve() == src.resolve():
+        raise click.ClickException("--out must differ from the model directory (leave --out out to write into it)")
+    if dst.exists() and any(dst.iterdir()) and not (dst / EVALUATION_COPY).is_file():
+        raise click.ClickException(f"{dst} exists and was not made by --out; pass a new directory")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    (dst / EVALUATION_COPY).write_text(f"copy of {src} for an evaluation; safe to delete\n")
+    return str(dst)
 
 
 @model_group.command("gate")
@@ -205,17 +252,29 @@ def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv):
 @click.option("--margin", default=GATE_MARGIN, show_default=True,
               help="Allowed drop against the published model (the margin `callmark build` uses).")
 @click.option("--min-gain", default=MIN_GAIN, show_default=True, help="Recall over pack alone a model must add.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Write the verdict into a copy of the candidate here (replaced on a rerun), not the candidate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @_clean_errors
-def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain):
+def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out, as_json):
     """Refuse a candidate that breaks the feature contract, adds too little over the pack alone, or
-    regresses beyond --margin against the published model on the same calls. The verdict and report
-    are written into the candidate only.
+    regresses beyond --margin against the published model on the same calls (exit 1 with every
+    reason). The verdict and report are written into the candidate (or its copy at --out) only.
 
-    Example: callmark model gate --candidate var/demo/builds/v2/model --published var/demo/builds/v1/model --data var/demo/sim
+    Example: callmark model gate --candidate var/demo/builds/v2/model --published var/demo/builds/v1/model --data var/demo/sim --out var/eval/v2-gate
     """
     from trainer.evaluate import gate
 
-    click.echo(json.dumps(gate(candidate, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain)))
+    target = _working_copy(candidate, out)
+    verdict = gate(target, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain)
+    if as_json:
+        click.echo(json.dumps(verdict))
+        return
+    compared = "; ".join(f"{k} {_num(v['candidate'])} vs published {_num(v['published'])}"
+                         for k, v in verdict["compared"].items())
+    click.echo(f"accepted: {candidate}" + (f" ({compared}; margin {margin})" if compared else
+                                           " (no published model: the absolute bar only)")
+               + f"; verdict and report in {target}")
 
 
 @model_group.command("replay")
