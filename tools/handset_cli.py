@@ -120,8 +120,14 @@ def label_cmd(ctx, number, ring_s, answered, in_contacts, when, verification, re
     A lookup by default: the call is recorded in the local history (which the call-bombing and
     one-ring rules count) only with --record.
 
+    An empty NUMBER ('') is a hidden caller; text that holds no digit at all is refused (a network
+    never presents one), so a typo is not scored as a call.
+
     Example: callmark handset --state var/phone label +8613812345678 --ring-s 1.5 --not-answered
     """
+    if number.strip() and not any(ch.isdigit() for ch in number):
+        raise click.BadParameter(f"{number!r} holds no digit: pass the caller's number as the network presents "
+                                 "it (e.g. +8613812345678, 95588), or '' for a hidden caller", param_hint="NUMBER")
     with _handset(ctx) as h:
         d = h.label(number, ring_s=ring_s, answered=answered, in_contacts=in_contacts, time=when,
                     verification=verification, record=record)

@@ -387,7 +387,9 @@ def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, s
     report = str(Path(model_dir) / "report.md") if (Path(model_dir) / "report.md").exists() else None
     if verdict["accepted"]:
         return model_dir, report
-    echo("      the release gate refused the new model; the release keeps the published one.\n"
+    keeps = ("the release keeps the published one" if cfg.published_model else
+             "the release ships without a model (nothing was published before; phones label from the pack)")
+    echo(f"      the release gate refused the new model; {keeps}.\n"
          + "".join(f"      - {r}\n" for r in verdict["reasons"]).rstrip())
     return None, report
 

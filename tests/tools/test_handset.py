@@ -274,6 +274,9 @@ def test_cli_round_trip(tmp_path):
     assert r.exit_code == 0 and "1 pending" in r.output
     r = run(command, ["--state", str(tmp_path / "ph"), "label", UNKNOWN, "--time", "yesterday"])
     assert r.exit_code != 0 and "ISO-8601" in r.output
+    r = run(command, ["--state", str(tmp_path / "ph"), "label", "hello"])  # a typo is not a caller
+    assert r.exit_code == 2 and "holds no digit" in r.output and "Traceback" not in r.output
+    assert run(command, ["--state", str(tmp_path / "ph"), "label", ""]).exit_code == 0  # a hidden caller
     r = run(command, ["--state", str(tmp_path / "ph"), "status", "--json"])
     st = json.loads(r.output)
     assert st["pack"]["version"] == "1" and st["tags"]["pending"] == 1
