@@ -94,6 +94,9 @@ def sync_cmd(ctx, force, as_json):
             f" -> v{r.pack_version}, {r.deltas_applied} delta(s), {r.bytes_downloaded} bytes, model {r.model or '-'}"
             + (f"\nfallback to full pack: {r.fallback}" if r.fallback else "")
             + (f"\nerror: {r.error}" if r.error else "")
+            + (f"\nhint: the server offers an older release than this phone already trusts (a rollback attack, "
+               f"or a release line that was started again); a phone never goes back: for a new line on purpose, "
+               f"sync a fresh phone with another --state" if r.error.startswith("RollbackError") else "")
             + f"\nnext sync after {_when(r.next_sync_after)} (in {r.wait_s:.0f} s)")
     _out(r.to_dict(), as_json, text)
     if r.status in ("failed", "offline"):

@@ -350,3 +350,19 @@ def test_a_broken_model_is_not_installed(tmp_path):
         assert h.store.load_sync().model_sha256 == ""
         assert not [d for d in h.store.model_dir("0" * 16).parent.iterdir()]  # nothing half-installed
         assert h.label(FRAUD).action == "reject"
+
+
+def test_a_release_line_started_again_is_refused_with_a_hint(tmp_path):
+    import shutil
+    p = release(tmp_path, versions=(1, 2))
+    state = tmp_path / "ph"
+    run = CliRunner().invoke
+    assert run(command, ["--state", str(state), "--server", str(p.exports), "--root", str(p.root_file),
+                         "sync"]).exit_code == 0
+    for child in p.exports.iterdir():  # the maintainer clears exports and publishes a new line's v1
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    p.pack_dirs.clear()
+    p.publish(1)
+    r = run(command, ["--state", str(state), "--server", str(p.exports), "sync", "--force"])
+    assert r.exit_code == 1 and "RollbackError" in r.output
+    assert "a phone never goes back" in r.output and "another --state" in r.output
