@@ -357,7 +357,7 @@ def print_summary(summary: dict, work: Path) -> None:
         acc = rp.get("accuracy", {})
         rows += [
             (f"day {n}: tags uploaded (new devices)", f"{d['uploaded']['acked']:,} ({d['uploaded']['devices']:,})"),
-            (f"day {n}: labels / published (+ model-derived)",
+            (f"day {n}: labels / published (+ from the teacher's call-record scores)",
              f"{b['stats'].get('labels', 0):,} / {b['stats'].get('published', 0):,} "
              f"(+{b['stats'].get('model_labels_added', 0) + b['stats'].get('model_labels_upgraded', 0):,})"),
             (f"day {n}: release version", str(d["manifest_version"])),
@@ -370,15 +370,16 @@ def print_summary(summary: dict, work: Path) -> None:
         lat = rp.get("latency", {})
         rows += [
             (f"day {n}: handset sync", f"{d['sync'].get('status')} in {d['sync_s']:.2f} s"),
-            (f"day {n}: pack bytes written on the phone / base (level)",
+            (f"day {n}: pack bytes written on the phone / base (layer written)",
              f"{d['sync'].get('pack_bytes_written', 0):,} / {d['sync'].get('pack_base_bytes', 0):,} "
              f"({', '.join(d['sync'].get('pack_layers') or ['-'])})"),
             (f"day {n}: calls labelled (by source)", f"{rp.get('calls', 0):,}: " + _by_source(rp.get('sources', {}))),
-            (f"day {n}: harmful calls warned/blocked", _pct(acc.get("harmful_flagged"))),
-            (f"day {n}: harmful calls labelled with the true category", _pct(acc.get("harmful_right_category"))),
-            (f"day {n}: honest calls warned (silenced/rejected)",
+            (f"day {n}: phone, next day's calls: harmful calls warned/blocked", _pct(acc.get("harmful_flagged"))),
+            (f"day {n}: phone, next day's calls: harmful labelled with the true category",
+             _pct(acc.get("harmful_right_category"))),
+            (f"day {n}: phone, next day's calls: honest calls warned (silenced/rejected)",
              f"{_pct(acc.get('benign_flagged'))} ({_pct(acc.get('benign_blocked'))})"),
-            (f"day {n}: honest calls warned, by source", _honest_by_source(acc)),
+            (f"day {n}: phone, next day's calls: honest calls warned, by source", _honest_by_source(acc)),
             (f"day {n}: decision latency p50 / p99", f"{lat.get('p50_us', '?')} / {lat.get('p99_us', '?')} µs"),
             (f"day {n}: new model", _gate_word(b, shipped)),
         ]
@@ -419,15 +420,20 @@ def _evaluation_rows(n: int, ev: dict, pub: dict | None, refused: bool = False) 
         c = "n/a" if ev.get(key) is None else f(ev[key])
         return c + ("" if not pub or pub.get(key) is None else f"  (published model, same calls: {f(pub[key])})")
     fpr = f"{100 * ev['max_fpr']:.1f} %"
+
+    def goal(key, ok, text):
+        v = ev.get(key)
+        return f"  [goal {text}{'' if v is not None and ok(v) else ': missed'}]"
     return [
         (f"day {n}: {model}, held-out callers not in pack: harmful calls caught at <= {fpr} FPR",
-         both("recall_not_in_pack") + "  [goal >= 0.5]"),
-        (f"day {n}: pack alone: harmful calls flagged / honest flagged",
+         both("recall_not_in_pack") + goal("recall_not_in_pack", lambda v: v >= 0.5, ">= 0.5")),
+        (f"day {n}: held-out callers (build's calls): pack alone: harmful flagged / honest flagged",
          f"{ev['pack_alone']['recall']:.3f} / {ev['pack_alone']['fpr']:.4f}"),
-        (f"day {n}: pack + {model}: harmful calls flagged / honest flagged",
+        (f"day {n}: held-out callers (build's calls): pack + {model}: harmful / honest flagged",
          f"{ev['pack_plus_model']['recall']:.3f} / {ev['pack_plus_model']['fpr']:.4f}  "
-         f"(+{ev['gain_over_pack']:.3f} recall, goal >= +0.10)"),
-        (f"day {n}: {model} risk calibration error (ECE)", both("risk_ece") + "  [goal <= 0.05]"),
+         f"(+{ev['gain_over_pack']:.3f} recall)" + goal("gain_over_pack", lambda v: v >= 0.10, ">= +0.10")),
+        (f"day {n}: {model} risk calibration error (ECE)",
+         both("risk_ece") + goal("risk_ece", lambda v: v <= 0.05, "<= 0.05")),
         (f"day {n}: {model} phone warn threshold (warn_risk)", both("warn_risk")
          + (f"  [held-out callers alone: {ev['warn_risk_held_out']:.3f}; it must hold on trained-on callers too]"
             if ev.get("warn_risk_held_out") is not None and ev.get("trained_on") else "")),

@@ -80,10 +80,11 @@ def test_evaluation_rows_name_a_refused_candidate():
           "pack_alone": {"recall": 0.12, "fpr": 0.001}, "pack_plus_model": {"recall": 0.25, "fpr": 0.004}}
     refused = dict(_evaluation_rows(2, ev, {"recall_not_in_pack": 0.41}, refused=True))
     key = "day 2: refused candidate, held-out callers not in pack: harmful calls caught at <= 0.5 % FPR"
-    assert refused[key].startswith("0.480  (published model, same calls: 0.410)")
-    assert "day 2: pack + refused candidate: harmful calls flagged / honest flagged" in refused
+    assert refused[key] == "0.480  (published model, same calls: 0.410)  [goal >= 0.5: missed]"
+    combo = refused["day 2: held-out callers (build's calls): pack + refused candidate: harmful / honest flagged"]
+    assert combo == "0.250 / 0.0040  (+0.130 recall)  [goal >= +0.10]"
     shipped = dict(_evaluation_rows(1, ev, None))
-    assert "day 1: model risk calibration error (ECE)" in shipped
+    assert shipped["day 1: model risk calibration error (ECE)"] == "0.070  [goal <= 0.05: missed]"
 
 
 def test_the_replay_says_what_warned_honest_callers_and_how_many_callers_that_was():
