@@ -65,8 +65,10 @@ class SimConfig:
         for name in ("days", "users", "fake_blocs", "fake_bloc_size", "fake_targets",
                      "colluder_blocs", "colluder_bloc_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise SimulationError(f"{name} must be a non-negative integer, got {value!r}")
+            least = 1 if name in ("days", "users") else 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise SimulationError(f"{name} must be an integer >= {least}, got {value!r}"
+                                      + ("; e.g. --days 7 --users 500" if least else ""))
         if self.days < 1 or self.users < 1:
             raise SimulationError(f"days and users must be at least 1 (got days={self.days}, "
                                   f"users={self.users}); e.g. --days 7 --users 500")

@@ -214,6 +214,9 @@ def test_cli_end_to_end(tmp_path):
     assert "{" not in "".join(lines) and len(lines) == 3
     assert " promote  stable v1    packs CN-full v2; model " in lines[0] and "from beta v2" in lines[0]
     assert " model " in lines[0] and "at 5 %" in lines[0] and "at 50 %" in lines[1]
+    r = run(["history", "--exports", ex, "--channel", "nightly"])  # a typo or an empty channel says so
+    assert r.exit_code == 0 and "no release records for channel nightly" in r.output
+    assert "(channels: beta, stable)" in r.output
     # tamper with one artefact: verify names the problem and exits 1
     art = next((tmp_path / "ex" / "artefacts").glob("*.pack.zst"))
     art.write_bytes(art.read_bytes()[:-1])

@@ -299,7 +299,8 @@ def test_no_unwanted_callers_means_no_harmful_truth(tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(days=0), "days"), (dict(users=-1), "users"), (dict(seed=-3), "seed"), (dict(seed=2 ** 40), "seed"),
+    (dict(days=0), "days must be an integer >= 1, got 0"), (dict(users=-1), "users must be an integer >= 1"),
+    (dict(fake_blocs=-1), "fake_blocs must be an integer >= 0"), (dict(seed=-3), "seed"), (dict(seed=2 ** 40), "seed"),
     (dict(calls_per_day=5), "calls_per_day"), (dict(start="soon"), "start"),
     (dict(tag_scale=float("nan")), "tag_scale")])
 def test_bad_config_is_a_clear_error(tmp_path, bad, message):

@@ -202,8 +202,14 @@ def history_cmd(exports, channel, as_json):
 
     Example: callmark history --channel stable
     """
+    from callmark.exports import channels
     from publisher import history
-    for r in history(exports, channel):
+    records = history(exports, channel)
+    if not records and not as_json:  # say so (stderr): an empty answer looks like a hang or a typo
+        have = channels(exports)
+        click.echo(f"no release records{f' for channel {channel}' if channel else ''} in {exports}"
+                   + (f" (channels: {', '.join(have)})" if have else " (nothing published yet)"), err=True)
+    for r in records:
         if as_json:
             click.echo(json.dumps(r, sort_keys=True))
             continue
