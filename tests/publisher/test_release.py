@@ -214,9 +214,17 @@ def test_cli_end_to_end(tmp_path):
     assert "{" not in "".join(lines) and len(lines) == 3
     assert " promote  stable v1    packs CN-full v2; model " in lines[0] and "from beta v2" in lines[0]
     assert " model " in lines[0] and "at 5 %" in lines[0] and "at 50 %" in lines[1]
+    r = run(["promote", "--exports", ex, "--keys", keys, "--from", "stable", "--to", "canary", "--percent", "10"])
+    assert r.exit_code == 0 and "note: --percent 10 changed nothing" not in r.output  # stable has a model
     r = run(["history", "--exports", ex, "--channel", "nightly"])  # a typo or an empty channel says so
     assert r.exit_code == 0 and "no release records for channel nightly" in r.output
-    assert "(channels: beta, stable)" in r.output
+    assert "(channels: beta, canary, stable)" in r.output
+    r = run(["publish", "--exports", ex, "--keys", keys, "--packs", str(fake_pack_dir(tmp_path, 3)),
+             "--channel", "packs-only"])
+    assert r.exit_code == 0 and "no model" in r.output
+    r = run(["promote", "--exports", ex, "--keys", keys, "--from", "packs-only", "--to", "packs-stable",
+             "--percent", "10"])
+    assert r.exit_code == 0 and "note: --percent 10 changed nothing: packs-only has no model" in r.output
     # tamper with one artefact: verify names the problem and exits 1
     art = next((tmp_path / "ex" / "artefacts").glob("*.pack.zst"))
     art.write_bytes(art.read_bytes()[:-1])

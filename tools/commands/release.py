@@ -99,7 +99,11 @@ def promote_cmd(exports, keys, from_channel, to_channel, rollout_percent, expire
     Example: callmark promote --from beta --to stable --percent 10
     """
     from publisher import promote
-    _say(promote(exports, keys, from_channel, to_channel, rollout_percent, expires_days), "promoted to")
+    m = promote(exports, keys, from_channel, to_channel, rollout_percent, expires_days)
+    _say(m, "promoted to")
+    if rollout_percent is not None and not m.model:
+        click.echo(f"note: --percent {rollout_percent:g} changed nothing: {from_channel} has no model to stage",
+                   err=True)
 
 
 @click.command("rollout")
