@@ -471,6 +471,19 @@ class Handset:
         """Whether a label pack is installed (a first sync installs one)."""
         return self._pack() is not None
 
+    def _model_info(self, sha: str) -> dict | None:
+        """Size, classes and the release's warn threshold of the installed model (None: no model)."""
+        d = self.store.model_dir(sha) if sha else None
+        if d is None or not (d / "model.tflite").is_file():
+            return None
+        info = {"bytes": (d / "model.tflite").stat().st_size}
+        try:
+            contract = json.loads((d / "contract.json").read_text())
+            info.update(classes=len(contract.get("classes") or []), warn_risk=contract.get("warn_risk"))
+        except (OSError, ValueError):
+            info["contract"] = "unreadable"
+        return info
+
     def status(self) -> dict:
         """What the handset holds: config, sync state, pack, model, lists, tag queue."""
         s = self.store.load_sync()
@@ -487,6 +500,7 @@ class Handset:
         return {"state_dir": str(self.store.dir), "config": cfg, "sync": {k: v for k, v in s.to_dict().items()
                                                                           if k != "history"},
                 "last_syncs": s.history[-3:], "pack": pack, "model": s.model_sha256[:16] or None,
+                "model_info": self._model_info(s.model_sha256),
                 "lists": {k: sum(1 for v in self.lists().values() if v == k) for k in LIST_KINDS},
                 "tags": self.store.tag_counts()}
 

@@ -244,7 +244,12 @@ def status_text(st: dict) -> str:
                      + (f" ({rows})" if rows else "") + f", built {p.get('built_at')}")
     else:
         lines.append("pack      none yet: run `sync`")
-    lines.append(f"model     {st.get('model') or 'none'}")
+    mi = st.get("model_info") or {}
+    model = st.get("model") or "none"
+    if mi:
+        warn = f"{mi['warn_risk']:.3f}" if mi.get("warn_risk") is not None else "the policy default"
+        model += f" ({mi['bytes']:,} bytes, {mi.get('classes', '?')} classes, warns at risk >= {warn})"
+    lines.append(f"model     {model}")
     lines.append(f"sync      manifest v{s.get('manifest_version')}, last success {_when(s.get('last_success'))}, "
                  f"next after {_when(s.get('next_sync_after'))}, failures {s.get('failures', 0)}"
                  + (f", last error: {s['last_error']}" if s.get("last_error") else ""))

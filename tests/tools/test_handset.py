@@ -366,3 +366,20 @@ def test_a_release_line_started_again_is_refused_with_a_hint(tmp_path):
     r = run(command, ["--state", str(state), "--server", str(p.exports), "sync", "--force"])
     assert r.exit_code == 1 and "RollbackError" in r.output
     assert "a phone never goes back" in r.output and "another --state" in r.output
+
+
+def test_status_says_what_model_is_installed(tmp_path):
+    p = release(tmp_path)
+    sha = "ab" * 32
+    with phone(tmp_path / "ph", str(p.exports), p) as h:
+        h.sync()
+        d = h.store.model_dir(sha)
+        d.mkdir(parents=True)
+        (d / "model.tflite").write_bytes(b"\0" * 32_000)  # status reads files only, never runs the model
+        (d / "contract.json").write_text(json.dumps({"classes": [1, 2, 3], "warn_risk": 0.6796875}))
+        s = h.store.load_sync()
+        s.model_sha256 = sha
+        h.store.save_sync(s)
+        assert h.status()["model_info"] == {"bytes": 32_000, "classes": 3, "warn_risk": 0.6796875}
+    out = CliRunner().invoke(command, ["--state", str(tmp_path / "ph"), "status"]).output
+    assert f"model     {sha[:16]} (32,000 bytes, 3 classes, warns at risk >= 0.680)" in out
