@@ -94,7 +94,8 @@ def _find_delta(pack_meta: dict, delta: str) -> tuple[str, dict | None]:
                    "is rewritten; see `pack install`).")
 @click.option("--delta", "delta", required=True, type=click.Path(),
               help="Delta directory (or one .delta blob).")
-def apply_cmd(pack, delta):
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def apply_cmd(pack, delta, as_json):
     """Apply a delta to a pack atomically and verify its state hash.
 
     The pack (a single file or a layered pack directory) is checked in full first (SQLite integrity,
@@ -122,7 +123,12 @@ def apply_cmd(pack, delta):
            "state_hash": new["state_hash"]}
     if layered:
         out["layer"] = new["layer"]
-    click.echo(json.dumps(out))
+    _say(out, as_json, f"applied: {pack} is v{out['version']}, {out['entries']:,} entries, state hash "
+                       f"{out['state_hash'][:16]}… verified" + (f" (written to the {out['layer']} layer)" if layered else ""))
+
+
+def _say(out: dict, as_json: bool, sentence: str) -> None:
+    click.echo(json.dumps(out) if as_json else sentence)
 
 
 @command.command("install")
@@ -131,7 +137,8 @@ def apply_cmd(pack, delta):
 @click.option("--pack", "pack", required=True, type=click.Path(file_okay=False),
               help="Layered pack directory to create or replace (base + overlays + HEAD).")
 @click.option("--state-hash", default=None, help="State hash the pack must have (e.g. the manifest's).")
-def install_cmd(wire, pack, state_hash):
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def install_cmd(wire, pack, state_hash, as_json):
     """Expand a full pack into a layered pack directory, as a phone keeps it (new base, no overlays).
 
     Example: callmark pack install --wire var/packs/v3/CN-full-v3.pack --pack var/phone-pack/CN-full
@@ -141,14 +148,17 @@ def install_cmd(wire, pack, state_hash):
         meta = pack_layers.install_full(wire, pack, expected_state_hash=state_hash)
     except (CallmarkError, OSError) as exc:
         _fail(exc)
-    click.echo(json.dumps({"pack": pack, "version": int(meta["version"]), "entries": int(meta["entries"]),
-                           "state_hash": meta["state_hash"]}))
+    out = {"pack": pack, "version": int(meta["version"]), "entries": int(meta["entries"]),
+           "state_hash": meta["state_hash"]}
+    _say(out, as_json, f"installed: {pack} is v{out['version']}, {out['entries']:,} entries, state hash "
+                       f"{out['state_hash'][:16]}… verified")
 
 
 @command.command("compact")
 @click.option("--pack", "pack", required=True, type=click.Path(file_okay=False, exists=True),
               help="Layered pack directory.")
-def compact_cmd(pack):
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def compact_cmd(pack, as_json):
     """Merge a layered pack's overlays into a new base now (same state; deltas do it by policy).
 
     Example: callmark pack compact --pack var/phone-pack/CN-full
@@ -158,8 +168,10 @@ def compact_cmd(pack):
         head = pack_layers.compact(pack)
     except (CallmarkError, OSError) as exc:
         _fail(exc)
-    click.echo(json.dumps({"pack": pack, "generation": head["generation"], "files": head["files"],
-                           "bytes": head["bytes"], "state_hash": head["meta"]["state_hash"]}))
+    out = {"pack": pack, "generation": head["generation"], "files": head["files"], "bytes": head["bytes"],
+           "state_hash": head["meta"]["state_hash"]}
+    _say(out, as_json, f"compacted: {pack} is one base ({', '.join(out['files'])}), generation "
+                       f"{out['generation']}, state hash {out['state_hash'][:16]}… unchanged")
 
 
 @command.command("stats")
