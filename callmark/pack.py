@@ -75,6 +75,12 @@ def block_start(key: int) -> int:
     return int(key) - int(key) % BLOCK_SIZE
 
 
+def others_in_block(key: int, harmful_keys) -> int:
+    """The `pack_block_harmful` fact from the harmful-labelled keys of `key`'s block (a set): every
+    one but the caller itself. The one definition the phone's readers and the trainer's packs share."""
+    return len(harmful_keys) - (key in harmful_keys)
+
+
 @dataclass(slots=True)
 class Label:
     """What a pack says about one number (exact row, or the smallest range that covers it)."""
@@ -248,7 +254,8 @@ class PackReader:
         of a harmful category: the model's `pack_block_harmful` raw fact (docs/feature-contract.md).
         Ranges are not counted (a covering range already labels the call). One indexed range read."""
         lo = block_start(key)
-        return sum(1 for k, c in self._con.execute(BLOCK_SQL, (lo, lo + BLOCK_SIZE)) if k != key and c in self._harmful)
+        return others_in_block(key, {k for k, c in self._con.execute(BLOCK_SQL, (lo, lo + BLOCK_SIZE))
+                                     if c in self._harmful})
 
     def lookup(self, key: int) -> Label | None:
         """The label of number key `key`: exact row first, else the smallest covering range."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from callmark.pack import LABEL_COLS, LOOKUP_SQL, RANGE_COLS
 
-__all__ = ["OVERLAY_SCHEMA", "merge_select", "lookup_sql"]
+__all__ = ["OVERLAY_SCHEMA", "merge_select", "lookup_sql", "block_sql"]
 
 OVERLAY_SCHEMA = (
     "CREATE TABLE meta (k TEXT PRIMARY KEY NOT NULL, v TEXT NOT NULL)",
@@ -49,6 +49,13 @@ def merge_select(table: str, layers: list, keep_dead: bool) -> str:
         arms.append(f"SELECT {sel} FROM {schema}.{table} x" + (" WHERE " + " AND ".join(conds) if conds else ""))
     order = ", ".join(str(i + 1) for i in range(len(_KEYS[table])))
     return " UNION ALL ".join(arms) + f" ORDER BY {order}"
+
+
+def block_sql(overlays: list) -> list[str]:
+    """One statement per layer, top first (?1, ?2 = the block's key range): (key, category, dead) of
+    its label rows; the first layer holding a key decides it (`LayeredReader.block_harmful`)."""
+    return ([f"SELECT key, category, dead FROM {s}.labels WHERE key >= ?1 AND key < ?2" for s in overlays]
+            + ["SELECT key, category, 0 FROM main.labels WHERE key >= ?1 AND key < ?2"])
 
 
 def lookup_sql(overlays: list, range_overlays: list | None = None) -> str:

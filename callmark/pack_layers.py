@@ -36,9 +36,9 @@ from callmark.pack import (
     BLOCK_SIZE, LABEL_COLS, MAX_RANGE_SIZE, PACK_FORMAT, RANGE_COLS, SCHEMA, Label, PackError,
     PackFormatError, PackIntegrityError, PackReader, PackStateMismatch, PackTable, PARAMS_PER_STATEMENT,
     block_start, check_delta_result, check_delta_start, check_meta, decode_delta, expand_wire, harmful_codes,
-    hash_hex, read_blob, rows_hash, table_hash,
+    hash_hex, others_in_block, read_blob, rows_hash, table_hash,
 )
-from callmark.pack_layer_sql import OVERLAY_SCHEMA, lookup_sql, merge_select
+from callmark.pack_layer_sql import OVERLAY_SCHEMA, block_sql, lookup_sql, merge_select
 
 __all__ = [
     "LAYOUT_FORMAT", "HEAD_NAME", "LayerPolicy", "LayeredReader", "is_layered", "read_head", "read_meta",
@@ -200,8 +200,7 @@ class LayeredReader(PackReader):
         self._harmful = harmful_codes(self._con)
         with_ranges = [s for s in over if self._con.execute(f"SELECT EXISTS (SELECT 1 FROM {s}.ranges)").fetchone()[0]]
         self._sql = lookup_sql(list(reversed(over)), with_ranges)
-        self._block_sql = [f"SELECT key, category, dead FROM {s}.labels WHERE key >= ?1 AND key < ?2"
-                           for s in reversed(over)] + ["SELECT key, category, 0 FROM main.labels WHERE key >= ?1 AND key < ?2"]
+        self._block_sql = block_sql(list(reversed(over)))
         self._stmt = self._con.cursor()
 
     def block_harmful(self, key: int) -> int:
@@ -211,7 +210,7 @@ class LayeredReader(PackReader):
         for sql in self._block_sql:
             for k, c, dead in self._con.execute(sql, (lo, lo + BLOCK_SIZE)):
                 rows.setdefault(k, (c, dead))
-        return sum(1 for k, (c, dead) in rows.items() if k != key and not dead and c in self._harmful)
+        return others_in_block(key, {k for k, (c, dead) in rows.items() if not dead and c in self._harmful})
 
     def lookup(self, key: int) -> Label | None:
         """As PackReader.lookup, over base + overlays."""

@@ -17,9 +17,9 @@ from typing import Iterator
 
 import numpy as np
 
-from callmark import categories
+from callmark.categories import HARMFUL_KEYS
 from callmark.labels import FLAG_MODEL, FLAG_VERIFIED, read_labels
-from callmark.pack import block_start
+from callmark.pack import block_start, others_in_block
 from trainer.call_records import FeatureInputError, iter_records, parse_ts  # noqa: F401  (re-exported)
 
 CALL_COLUMNS = ("caller", "callee_hash", "start", "ring_s", "talk_s", "answered", "direction",
@@ -281,8 +281,7 @@ def read_tags(tags_jsonl) -> list[tuple[float, int, str, str]]:
 
 
 def _is_harmful(label: dict | None) -> bool:
-    cat = label and label.get("pack_category")
-    return bool(cat) and categories.is_key(cat) and categories.by_key(cat).harmful
+    return bool(label) and label.get("pack_category") in HARMFUL_KEYS
 
 
 class RollingPack:
@@ -316,7 +315,7 @@ class RollingPack:
         b = block_start(key)
         if b not in self._harmful_in_block:
             self._harmful_in_block[b] = {k for k in self.by_block.get(b, ()) if _is_harmful(self.lookup(k))}
-        return len(self._harmful_in_block[b] - {key})
+        return others_in_block(key, self._harmful_in_block[b])
 
     def lookup(self, key: int | None) -> dict | None:
         if key is None:
@@ -361,7 +360,7 @@ class StaticPack:
 
     def block_harmful(self, key: int | None) -> int:
         """Other numbers of `key`'s 100-number block with a harmful label (`PackReader.block_harmful`)."""
-        return 0 if key is None else len(self.harmful_in_block.get(block_start(key), set()) - {key})
+        return 0 if key is None else others_in_block(key, self.harmful_in_block.get(block_start(key), frozenset()))
 
     def lookup(self, key: int | None) -> dict | None:
         return self.rows.get(key) if key is not None else None
