@@ -140,9 +140,7 @@ def recall_at_fpr(y: np.ndarray, s: np.ndarray, max_fpr: float) -> tuple[float, 
 
 
 def allowed_false_positives(n_honest: int, max_fpr: float, confidence: float | None = CONFIDENCE) -> int:
-    """Most honest calls that may be flagged out of `n_honest` so that the one-sided `confidence`
-    Clopper-Pearson upper bound of the false-positive rate stays <= `max_fpr` (None: the plain count
-    floor(max_fpr * n)). -1 when even zero flags cannot meet it (too few honest calls)."""
+    """`fpr_bound.allowed_false_positives` at this evaluation's `CONFIDENCE` by default."""
     return fpr_bound.allowed_false_positives(n_honest, max_fpr, confidence)
 
 

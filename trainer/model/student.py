@@ -41,6 +41,9 @@ def threshold_matrix() -> np.ndarray:
     return np.asarray([r + [2**30] * (N_THRESH - len(r)) for r in rows], dtype=np.int32)
 
 
+CALIBRATION_TARGETS = ("labels", "risk_target")  # StudentConfig.calibrate_to
+
+
 class StudentError(ValueError):
     """Student training input or settings that cannot work."""
 
@@ -80,7 +83,7 @@ class StudentConfig:
     # "risk_target" (the training risk target: the teacher's per-number score when distilling, which
     # over-states heavy honest callers: risk ECE 0.100 / 0.081 vs 0.070 / 0.059 with "labels", demo
     # builds, docs/benchmarks.md)
-    calibrate_to: str = "labels"
+    calibrate_to: str = "labels"  # one of CALIBRATION_TARGETS
     min_calibration_events: int = 2000  # fewer validation calls: no calibration (two parameters overfit)
     embed_dim: int = 4
     distill_weight: float = 0.5  # risk target = (1 - w) * truth + w * teacher score
@@ -303,8 +306,8 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
     from trainer.model import convert
 
     cfg = config or StudentConfig()
-    if cfg.calibrate_to not in ("labels", "risk_target"):
-        raise StudentError(f"calibrate_to must be 'labels' or 'risk_target', not {cfg.calibrate_to!r}")
+    if cfg.calibrate_to not in CALIBRATION_TARGETS:
+        raise StudentError(f"calibrate_to must be one of {CALIBRATION_TARGETS}, not {cfg.calibrate_to!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -346,7 +349,7 @@ def train_student(data_dir, out_dir, config: StudentConfig | None = None, *, lab
 
     calibration = None
     if cfg.calibrate and use_val and val.sum() >= cfg.min_calibration_events:
-        target = {"risk_target": y_risk, "labels": y_hard}[cfg.calibrate_to]
+        target = y_hard if cfg.calibrate_to == "labels" else y_risk
         calibration = dict(calibrate_risk(model, {k: v[val] for k, v in X.items()}, target[val]),
                            target=cfg.calibrate_to)
     elif cfg.calibrate:
