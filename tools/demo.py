@@ -427,6 +427,10 @@ def _evaluation_rows(n: int, ev: dict, pub: dict | None, refused: bool = False) 
     return [
         (f"day {n}: {model}, held-out callers not in pack: harmful calls caught at <= {fpr} FPR",
          both("recall_not_in_pack") + goal("recall_not_in_pack", lambda v: v >= 0.5, ">= 0.5")),
+        (f"day {n}: {model} risk ROC AUC, each held-out caller counted once (the gate's ranking figure)",
+         both("risk_auc_callers") + (f"  [per call: {ev['risk_auc']:.3f}" + (
+             f", published {pub['risk_auc']:.3f}" if pub and pub.get("risk_auc") is not None else "") + "]"
+             if ev.get("risk_auc") is not None else "")),
         (f"day {n}: held-out callers (build's calls): pack alone: harmful flagged / honest flagged",
          f"{ev['pack_alone']['recall']:.3f} / {ev['pack_alone']['fpr']:.4f}"),
         (f"day {n}: held-out callers (build's calls): pack + {model}: harmful / honest flagged",

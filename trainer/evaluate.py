@@ -23,7 +23,12 @@
   Every other figure is read on the held-out callers.
 - **Gate** (`assess`): contract and artefact checks, an absolute bar (the model must add at least
   `min_gain` recall over "pack alone" within the same FPR budget) and, when a model is published, no
-  regression beyond `margin` against it on the same calls, scored in the same run. The verdict goes
+  regression beyond `margin` against it on the same calls, scored in the same run, on `GATE_METRICS`.
+  The ranking figure the gate compares is the caller-weighted risk AUC (`caller_stats`: each held-out
+  caller counts once), because a per-call AUC follows one or two heavy callers (day 2 of `make demo`:
+  one telemarketer holds 20 % of the harmful calls without a pack label, and the per-call verdict
+  flipped with the student's seed); the per-call AUC stays in the report. Each compared difference
+  carries a 90 % interval from a caller-clustered paired bootstrap (`versus_published`). The verdict goes
   into the candidate's `metrics.json` and report; the published model's files are only read.
 
 Runs the `.tflite` through LiteRT (`callmark.model.ModelRunner`). Never imports TensorFlow.
@@ -40,7 +45,7 @@ from callmark import categories
 from callmark import model as cm
 from callmark.numbers import normalize
 from callmark.rules import CallFacts, Policy, evaluate_rules, is_flagged, label_action
-from trainer import evaluate_report, features, fpr_bound
+from trainer import caller_stats, evaluate_report, features, fpr_bound
 from trainer.evaluate_report import TARGETS  # noqa: F401  (the report's goals; re-exported)
 from trainer.holdout import HOLDOUT_SHARE, held_out
 from trainer.model.convert import artefact_problems
@@ -49,7 +54,8 @@ MAX_FPR = 0.005  # honest calls flagged: the budget every recall figure is read 
 CONFIDENCE = 0.95  # one-sided level of the upper bound on honest calls flagged that warn_risk keeps in MAX_FPR
 MIN_GAIN = 0.05  # recall pack + model must add over pack alone (same FPR budget) to ship at all
 GATE_MARGIN = 0.02  # how much worse than the published model a candidate may be on GATE_METRICS
-GATE_METRICS = ("risk_auc", "recall_not_in_pack", "pack_plus_model_recall")
+GATE_METRICS = ("risk_auc_callers", "recall_not_in_pack", "pack_plus_model_recall")
+BOOTSTRAP_REPS = 200  # caller-clustered paired bootstrap replicates behind each compared difference
 
 
 class ReleaseGateError(RuntimeError):
@@ -210,6 +216,8 @@ def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR
     m: dict = {"events": int(len(y)), "harmful_share": float(y.mean()), "in_pack_share": float(ev.in_pack.mean()),
                "max_fpr": max_fpr, "not_in_pack": {"events": int(nip.sum()), "harmful": int(y[nip].sum())}}
     m["risk_auc"] = float(roc_auc_score(y, risk)) if both else float("nan")
+    m["risk_auc_callers"] = caller_stats.caller_weighted_auc(y, risk, ev.caller)
+    m["callers"] = int(len(set(ev.caller)))
     m["risk_ap"] = float(average_precision_score(y, risk)) if y.sum() else float("nan")
     m["risk_auc_not_in_pack"] = (float(roc_auc_score(y[nip], risk[nip])) if 0 < y[nip].sum() < nip.sum()
                                  else float("nan"))
@@ -305,7 +313,7 @@ def quality_problems(c: dict, p: dict | None, margin: float, min_gain: float) ->
     if p is not None:
         for key in GATE_METRICS:
             cv, pv = c.get(key), p.get(key)
-            compared[key] = {"candidate": cv, "published": pv}
+            compared[key] = {"candidate": cv, "published": pv, **c.get("versus_published", {}).get(key, {})}
             if cv is None or np.isnan(cv) or (pv is not None and not np.isnan(pv) and cv < pv - margin):
                 problems.append(f"{key} regressed on the same calls: candidate {_fmt(cv)} < published "
                                 f"{_fmt(pv)} - margin {margin}")
@@ -350,6 +358,8 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     c = compute_metrics(ev, out, max_fpr, policy, pack_flag, trained_on=on_trained(cand))
     p = compute_metrics(ev, score_events(pub, ev), max_fpr, policy, pack_flag, trained_on=on_trained(pub)) \
         if pub else None
+    if p is not None:
+        c["versus_published"] = versus_published(ev, out["risk"], score_events(pub, ev)["risk"], max_fpr)
     truth_path = Path(truth_csv) if truth_csv else Path(data_dir) / "truth.csv"
     c["data"] = {"dir": str(data_dir), "truth": truth_kind(truth_path), "truth_csv": str(truth_path),
                  "held_out": f"callers whose number-key hash falls in the first {HOLDOUT_SHARE:.0%}"}
@@ -370,6 +380,36 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     _write_warn_risk(cand, c["warn_risk"])
     evaluate_report.write(cand, metrics, ev, out, release=release, plots=plots)
     return {"candidate": c, "published": p, "verdict": verdict}
+
+
+def versus_published(ev: features.RingEvents, cand_risk: np.ndarray, pub_risk: np.ndarray,
+                     max_fpr: float = MAX_FPR, reps: int = BOOTSTRAP_REPS) -> dict:
+    """Candidate minus published on the same calls, per figure read from the risk alone
+    (`risk_auc_callers`, `risk_auc`, `recall_not_in_pack`), each with the 90 % interval of a
+    caller-clustered paired bootstrap (`caller_stats.paired_difference`). A difference whose interval
+    holds 0 is within what resampling the callers moves; `pack_plus_model_recall` needs the phone
+    threshold per replicate and has no interval."""
+    from sklearn.metrics import roc_auc_score
+
+    y, nip, callers = ev.harmful, ~ev.in_pack, np.asarray(ev.caller)
+
+    def auc(idx, cluster, weighted):
+        yy = y[idx]
+        if not 0 < yy.sum() < len(yy):
+            return float("nan")
+        if weighted:
+            return (caller_stats.caller_weighted_auc(yy, cand_risk[idx], cluster)
+                    - caller_stats.caller_weighted_auc(yy, pub_risk[idx], cluster))
+        return float(roc_auc_score(yy, cand_risk[idx]) - roc_auc_score(yy, pub_risk[idx]))
+
+    def recall(idx, _cluster):
+        idx = idx[nip[idx]]
+        return recall_at_fpr(y[idx], cand_risk[idx], max_fpr)[0] - recall_at_fpr(y[idx], pub_risk[idx], max_fpr)[0]
+
+    figures = {"risk_auc_callers": lambda idx, cl: auc(idx, cl, True),
+               "risk_auc": lambda idx, cl: auc(idx, cl, False),
+               "recall_not_in_pack": recall}
+    return {k: caller_stats.paired_difference(f, callers, reps=reps) for k, f in figures.items()}
 
 
 def truth_kind(truth_csv: Path) -> str:
@@ -409,7 +449,7 @@ def evaluate(model_dir, data_dir, *, published_dir=None, labels_csv=None, truth_
                  max_events=max_events, max_fpr=max_fpr, gate=False, plots=plots)
     m = dict(res["candidate"])
     p = res["published"]
-    m["published"] = {"dir": str(published_dir), **{k: p[k] for k in GATE_METRICS + ("risk_ece", "top1_accuracy")}} \
+    m["published"] = {"dir": str(published_dir), **{k: p[k] for k in GATE_METRICS + ("risk_auc", "risk_ece", "top1_accuracy")}} \
         if p else None
     return m
 

@@ -49,6 +49,13 @@ def _met(key: str, v) -> str:
     return "yes" if (v >= goal if op == ">=" else v <= goal) else "**no**"
 
 
+def _difference(d: dict | None) -> str:
+    if not d:
+        return ""
+    text = f"{d['difference']:+.4f}"
+    return text + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d.get("low") is not None else "")
+
+
 def blocks(metrics: dict, files: list[str], release: str | None) -> list[tuple]:
     """The report as ("h1"|"h2"|"p"|"ul"|"table"|"img", payload) blocks."""
     c, p, g = metrics["evaluation"], metrics.get("evaluation_published"), metrics.get("gate")
@@ -77,21 +84,29 @@ def blocks(metrics: dict, files: list[str], release: str | None) -> list[tuple]:
             ("p", "A call counts as flagged when the phone warns, silences or rejects it (a label alone, e.g. "
                   "delivery, is not a flag): for pack labels the handset policy's action, for the model "
                   "`risk ≥ warn_risk`.")]
-    head = ["figure", "candidate"] + (["published (same calls)"] if p else []) + ["goal", "met"]
+    versus = c.get("versus_published") or {}
+    head = ["figure", "candidate"] + (["published (same calls)", "difference (90 % CI)"] if p else []) \
+        + ["goal", "met"]
     rows = []
     for label, key in (("recall of harmful calls not in the pack, ≤ 0.5 % FPR", "recall_not_in_pack"),
                        ("pack + model recall minus pack alone (same FPR budget)", "gain_over_pack"),
                        ("pack + model recall", "pack_plus_model_recall"),
+                       ("risk ROC AUC, each caller counted once (the gate's ranking figure)", "risk_auc_callers"),
                        ("risk ROC AUC (all held-out calls)", "risk_auc"),
                        ("risk ROC AUC (calls not in the pack)", "risk_auc_not_in_pack"),
                        ("risk calibration error (ECE, 10 bins)", "risk_ece"),
                        ("top-1 category accuracy", "top1_accuracy"),
                        ("warn threshold for the phone (`warn_risk`)", "warn_risk")):
-        rows.append([label, _fmt(c.get(key))] + ([_fmt(p.get(key))] if p else []) + [_goal(key), _met(key, c.get(key))])
+        rows.append([label, _fmt(c.get(key))] + ([_fmt(p.get(key)), _difference(versus.get(key))] if p else [])
+                    + [_goal(key), _met(key, c.get(key))])
     size = metrics.get("size_bytes")
-    rows.append(["model.tflite bytes (int8, built-in ops)", _fmt(size)] + (["–"] if p else [])
+    rows.append(["model.tflite bytes (int8, built-in ops)", _fmt(size)] + (["–", ""] if p else [])
                 + [_goal("size_bytes"), _met("size_bytes", size)])
     out += [("h2", "Candidate and published model on the same calls"), ("table", head, rows)]
+    if versus:
+        out.append(("p", f"Differences are candidate minus published; the interval resamples the {c['callers']:,} "
+                         "held-out callers with replacement (a caller-clustered paired bootstrap), so a heavy "
+                         "caller's calls move together. An interval that holds 0 is within that noise."))
     head = ["", "recall of harmful calls", "FPR on honest calls"]
     rows = [["pack alone", _fmt(c["pack_alone"]["recall"]), _fmt(c["pack_alone"]["fpr"])],
             [f"pack + candidate (warn_risk {_fmt(c['warn_risk'])})", _fmt(c["pack_plus_model"]["recall"]),

@@ -362,7 +362,7 @@ def student_or_skip(*args, stats: dict, echo) -> str | None:
 
 
 HEADLINE = ("recall_not_in_pack", "gain_over_pack", "pack_alone", "pack_plus_model", "warn_risk", "risk_auc",
-            "risk_ece", "events", "max_fpr", "warn_risk_held_out", "trained_on")
+            "risk_auc_callers", "risk_ece", "events", "max_fpr", "warn_risk_held_out", "trained_on")
 
 
 def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, stats: dict,

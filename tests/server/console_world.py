@@ -40,8 +40,9 @@ def model_dir(root: Path, auc: float, accepted: bool = True) -> Path:
     (d / "metrics.json").write_text(json.dumps({       # the layout trainer/evaluate.py writes
         "evaluation": {"risk_auc": auc, "recall_not_in_pack": 0.42, "top1_accuracy": 0.8, "events": 1234},
         "evaluation_published": pub,
-        "gate": {"accepted": accepted, "reasons": [] if accepted else ["risk_auc regressed"], "margin": 0.02,
-                 "compared": {"risk_auc": {"candidate": auc, "published": pub["risk_auc"]}}}}))
+        "gate": {"accepted": accepted, "reasons": [] if accepted else ["risk_auc_callers regressed"], "margin": 0.02,
+                 "compared": {"risk_auc_callers": {"candidate": auc, "published": pub["risk_auc"],
+                                                   "difference": 0.01, "low": -0.004, "high": 0.023}}}}))
     plot = png(320, 180)
     plot_name = f"{hashlib.sha256(plot).hexdigest()[:16]}-roc.png"   # content-addressed, as the report names it
     (d / "report.md").write_text(f"# Model report\n\nrisk AUC {auc}\n\n{XSS[0]} {XSS[1]}\n\n![roc]({plot_name})\n")

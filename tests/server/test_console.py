@@ -299,6 +299,7 @@ def test_model_page_shows_verdict_comparison_and_plots(admin):
     body = text(admin.get("/console/model/beta/1"))
     assert 'id="gate" class="verdict accepted"' in body
     assert "0.9300" in body and "0.9100" in body and "stable now (v2)" in body    # beta vs stable
+    assert "+0.0100 [-0.0040, +0.0230]" in body  # the difference with its caller-resampled interval
     imgs = re.findall(r'<img src="(/console/artefact/[0-9a-f]{16}-roc\.png)"', body)
     assert imgs
     r = admin.get(imgs[0])

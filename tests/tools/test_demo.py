@@ -85,6 +85,10 @@ def test_evaluation_rows_name_a_refused_candidate():
     assert combo == "0.250 / 0.0040  (+0.130 recall)  [goal >= +0.10]"
     shipped = dict(_evaluation_rows(1, ev, None))
     assert shipped["day 1: model risk calibration error (ECE)"] == "0.070  [goal <= 0.05: missed]"
+    ranked = dict(_evaluation_rows(2, dict(ev, risk_auc_callers=0.935, risk_auc=0.943),
+                                   {"risk_auc_callers": 0.923, "risk_auc": 0.965}))
+    assert ranked["day 2: model risk ROC AUC, each held-out caller counted once (the gate's ranking figure)"] == \
+        "0.935  (published model, same calls: 0.923)  [per call: 0.943, published 0.965]"
 
 
 def test_the_replay_says_what_warned_honest_callers_and_how_many_callers_that_was():

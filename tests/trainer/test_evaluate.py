@@ -143,8 +143,8 @@ def test_absolute_bar_and_regression_reasons():
     problems, _ = evaluate.quality_problems(noise, None, margin=0.02, min_gain=0.05)
     assert len(problems) == 1 and "over the pack alone" in problems[0]
     problems, compared = evaluate.quality_problems(noise, good, margin=0.02, min_gain=0.0)
-    assert any("risk_auc regressed on the same calls" in p for p in problems)
-    assert compared["risk_auc"]["published"] == good["risk_auc"]
+    assert any("risk_auc_callers regressed on the same calls" in p for p in problems)
+    assert compared["risk_auc_callers"]["published"] == good["risk_auc_callers"]
     problems, _ = evaluate.quality_problems(good, good, margin=0.0, min_gain=0.05)  # no worse: accepted
     assert problems == []
 
@@ -161,8 +161,10 @@ def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_pat
     out = _outputs(ev)
     m = evaluate.compute_metrics(ev, out, trained_on=(_events(seed=2), _outputs(_events(seed=2), seed=2), None))
     m["data"] = {"dir": "sim", "truth": "simulation ground truth", "truth_csv": "t", "held_out": "20 %"}
-    pub = evaluate.compute_metrics(ev, _outputs(ev, signal=1.0, seed=3))
-    verdict = {"accepted": False, "reasons": ["risk_auc regressed on the same calls: x"], "compared": {},
+    pub_out = _outputs(ev, signal=1.0, seed=3)
+    pub = evaluate.compute_metrics(ev, pub_out)
+    m["versus_published"] = evaluate.versus_published(ev, out["risk"], pub_out["risk"], reps=50)
+    verdict = {"accepted": False, "reasons": ["risk_auc_callers regressed on the same calls: x"], "compared": {},
                "margin": 0.02, "min_gain": 0.05, "published": "pub/model", "at": "now"}
     metrics = {"size_bytes": 50000, "params": 30000, "built_at": "2026-01-01T00:00:00Z", "evaluation": m,
                "evaluation_published": pub, "gate": verdict, "artefact_check": {"rows": 10}}
@@ -173,8 +175,11 @@ def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_pat
     for name in links:  # content-addressed: <sha256[:16]>-<name>.png beside the report
         data = (tmp_path / name).read_bytes()
         assert name.startswith(hashlib.sha256(data).hexdigest()[:16] + "-") and data[:4] == b"\x89PNG"
-    for text in ("release v7", "REFUSED", "risk_auc regressed on the same calls", "published (same calls)",
-                 "warn_risk", "pack alone", "callers the model trained on too"):
+    d = m["versus_published"]["recall_not_in_pack"]
+    assert d["low"] <= d["difference"] <= d["high"] and d["reps"] == 50
+    for text in ("release v7", "REFUSED", "risk_auc_callers regressed on the same calls", "published (same calls)",
+                 "warn_risk", "pack alone", "callers the model trained on too", "difference (90 % CI)",
+                 f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]", "caller-clustered paired bootstrap"):
         assert text in md and text in page.replace("<strong>", "").replace("</strong>", "").replace(
             "<code>", "`").replace("</code>", "`")
     # a second evaluation replaces the plots instead of piling them up

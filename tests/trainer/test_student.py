@@ -187,11 +187,12 @@ def test_gate_refuses_a_model_trained_on_corrupted_labels_with_the_reason(two_mo
     assert "regressed on the same calls" in str(err.value)
     verdict = json.loads((corrupt / "metrics.json").read_text())["gate"]
     assert verdict["accepted"] is False and verdict["published"] == str(good)
-    assert any("risk_auc regressed" in r for r in verdict["reasons"])
+    assert any("risk_auc_callers regressed" in r for r in verdict["reasons"])
     report = (corrupt / "report.md").read_text()
-    assert "REFUSED" in report and "risk_auc regressed on the same calls" in report
-    c, p = verdict["compared"]["risk_auc"]["candidate"], verdict["compared"]["risk_auc"]["published"]
-    assert p > c + 0.02
+    assert "REFUSED" in report and "risk_auc_callers regressed on the same calls" in report
+    compared = verdict["compared"]["risk_auc_callers"]
+    assert compared["published"] > compared["candidate"] + 0.02
+    assert compared["high"] < 0  # the caller-resampled interval of the difference excludes 0: a real regression
     # the CLI with --out: the same refusal, written into a copy; the candidate's own files stay as they were
     before = _snapshot(corrupt)
     out = corrupt.parent / "regate"
@@ -199,7 +200,7 @@ def test_gate_refuses_a_model_trained_on_corrupted_labels_with_the_reason(two_mo
            "--data", str(sim), "--out", str(out)]
     for _ in range(2):  # a rerun replaces its own copy
         res = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
-        assert res.returncode == 1 and "risk_auc regressed on the same calls" in res.stderr, res.stderr[-2000:]
+        assert res.returncode == 1 and "risk_auc_callers regressed on the same calls" in res.stderr, res.stderr[-2000:]
         assert "Traceback" not in res.stderr
     assert _snapshot(corrupt) == before
     assert json.loads((out / "metrics.json").read_text())["gate"]["accepted"] is False

@@ -199,12 +199,13 @@ def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv, out, a
     target = _working_copy(model_dir, out)
     m = evaluate(target, data_dir, published_dir=published, labels_csv=labels_csv, truth_csv=truth_csv)
     if as_json:
-        click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "recall_not_in_pack", "gain_over_pack",
-                                                 "risk_ece", "warn_risk", "pack_alone", "pack_plus_model", "published")}))
+        click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "risk_auc_callers", "recall_not_in_pack",
+                                                 "gain_over_pack", "risk_ece", "warn_risk", "pack_alone", "pack_plus_model", "published")}))
         return
     click.echo(f"{m['events']:,} held-out calls, scored against {m['data']['truth']}: " + _figures(m))
     if m.get("published"):
-        click.echo(f"published model on the same calls: risk AUC {_num(m['published']['risk_auc'])}, recall not in "
+        click.echo(f"published model on the same calls: risk AUC {_num(m['published']['risk_auc'])} per call, "
+                   f"{_num(m['published']['risk_auc_callers'])} per caller, recall not in "
                    f"pack {_num(m['published']['recall_not_in_pack'])}, risk ECE {_num(m['published']['risk_ece'])}")
     click.echo(f"report: {Path(target) / 'report.md'} (+ report.html)")
 
@@ -215,7 +216,8 @@ def _num(v) -> str:
 
 def _figures(m: dict) -> str:
     gain = m.get("gain_over_pack")
-    return (f"risk AUC {_num(m.get('risk_auc'))}, recall not in pack {_num(m.get('recall_not_in_pack'))} at "
+    return (f"risk AUC {_num(m.get('risk_auc'))} per call, {_num(m.get('risk_auc_callers'))} per caller, "
+            f"recall not in pack {_num(m.get('recall_not_in_pack'))} at "
             f"<= {m.get('max_fpr', 0.005):.1%} FPR, pack + model adds {'n/a' if gain is None else f'{gain:+.3f}'} "
             f"recall over the pack alone, risk ECE {_num(m.get('risk_ece'))}, warn_risk {_num(m.get('warn_risk'))}")
 
