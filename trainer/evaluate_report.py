@@ -85,18 +85,21 @@ def blocks(metrics: dict, files: list[str], release: str | None) -> list[tuple]:
                   "delivery, is not a flag): for pack labels the handset policy's action, for the model "
                   "`risk ≥ warn_risk`.")]
     versus = c.get("versus_published") or {}
+    gate_metrics = set((g or {}).get("compared") or {})
     head = ["figure", "candidate"] + (["published (same calls)", "difference (90 % CI)"] if p else []) \
         + ["goal", "met"]
     rows = []
     for label, key in (("recall of harmful calls not in the pack, ≤ 0.5 % FPR", "recall_not_in_pack"),
                        ("pack + model recall minus pack alone (same FPR budget)", "gain_over_pack"),
                        ("pack + model recall", "pack_plus_model_recall"),
-                       ("risk ROC AUC, each caller counted once (the gate's ranking figure)", "risk_auc_callers"),
+                       ("risk ROC AUC, each held-out caller counted once", "risk_auc_callers"),
                        ("risk ROC AUC (all held-out calls)", "risk_auc"),
                        ("risk ROC AUC (calls not in the pack)", "risk_auc_not_in_pack"),
                        ("risk calibration error (ECE, 10 bins)", "risk_ece"),
                        ("top-1 category accuracy", "top1_accuracy"),
                        ("warn threshold for the phone (`warn_risk`)", "warn_risk")):
+        if p and key in gate_metrics:
+            label += " (gate)"
         rows.append([label, _fmt(c.get(key))] + ([_fmt(p.get(key)), _difference(versus.get(key))] if p else [])
                     + [_goal(key), _met(key, c.get(key))])
     size = metrics.get("size_bytes")
@@ -106,7 +109,10 @@ def blocks(metrics: dict, files: list[str], release: str | None) -> list[tuple]:
     if versus:
         out.append(("p", f"Differences are candidate minus published; the interval resamples the {c['callers']:,} "
                          "held-out callers with replacement (a caller-clustered paired bootstrap), so a heavy "
-                         "caller's calls move together. An interval that holds 0 is within that noise."))
+                         "caller's calls move together. An interval that holds 0 is within that noise. Rows "
+                         "marked (gate) are the figures the gate compares with its margin; the per-call AUC is "
+                         "shown, not compared, because it weights each caller by its number of calls, so a "
+                         "few heavy callers can decide it (ADR 0010)."))
     head = ["", "recall of harmful calls", "FPR on honest calls"]
     rows = [["pack alone", _fmt(c["pack_alone"]["recall"]), _fmt(c["pack_alone"]["fpr"])],
             [f"pack + candidate (warn_risk {_fmt(c['warn_risk'])})", _fmt(c["pack_plus_model"]["recall"]),

@@ -164,7 +164,8 @@ def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_pat
     pub_out = _outputs(ev, signal=1.0, seed=3)
     pub = evaluate.compute_metrics(ev, pub_out)
     m["versus_published"] = evaluate.versus_published(ev, out["risk"], pub_out["risk"], reps=50)
-    verdict = {"accepted": False, "reasons": ["risk_auc_callers regressed on the same calls: x"], "compared": {},
+    compared = {"risk_auc_callers": {"candidate": m["risk_auc_callers"], "published": pub["risk_auc_callers"]}}
+    verdict = {"accepted": False, "reasons": ["risk_auc_callers regressed on the same calls: x"], "compared": compared,
                "margin": 0.02, "min_gain": 0.05, "published": "pub/model", "at": "now"}
     metrics = {"size_bytes": 50000, "params": 30000, "built_at": "2026-01-01T00:00:00Z", "evaluation": m,
                "evaluation_published": pub, "gate": verdict, "artefact_check": {"rows": 10}}
@@ -179,7 +180,8 @@ def test_report_md_and_html_have_the_same_content_and_working_plot_links(tmp_pat
     assert d["low"] <= d["difference"] <= d["high"] and d["reps"] == 50
     for text in ("release v7", "REFUSED", "risk_auc_callers regressed on the same calls", "published (same calls)",
                  "warn_risk", "pack alone", "callers the model trained on too", "difference (90 % CI)",
-                 f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]", "caller-clustered paired bootstrap"):
+                 f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]", "caller-clustered paired bootstrap",
+                 "each held-out caller counted once (gate)", "Rows marked (gate)"):
         assert text in md and text in page.replace("<strong>", "").replace("</strong>", "").replace(
             "<code>", "`").replace("</code>", "`")
     # a second evaluation replaces the plots instead of piling them up

@@ -123,7 +123,7 @@ def model_group():
 
 
 @model_group.command("train")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Simulator output directory.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Simulator output directory.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
 @click.option("--epochs", default=12, show_default=True, help="Maximum training epochs (early stopping on a validation split).")
@@ -179,7 +179,7 @@ def _stage_calls(data_dir: str, calls_file: str | None, calls_map: str | None, s
 
 @model_group.command("evaluate")
 @click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Simulator output directory.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Simulator output directory.")
 @click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
 @click.option("--truth", "truth_csv", type=click.Path(dir_okay=False), help="Truth file instead of DATA/truth.csv.")
@@ -222,6 +222,8 @@ def _figures(m: dict) -> str:
             f"recall over the pack alone, risk ECE {_num(m.get('risk_ece'))}, warn_risk {_num(m.get('warn_risk'))}")
 
 
+GATE_FIGURE_NAMES = {"risk_auc_callers": "risk AUC per caller", "recall_not_in_pack": "recall not in pack",
+                     "pack_plus_model_recall": "pack + model recall"}
 EVALUATION_COPY = ".callmark-evaluation-copy"  # marks a directory `--out` made (safe to replace)
 
 
@@ -248,7 +250,7 @@ def _working_copy(model_dir: str, out: str | None) -> str:
 @model_group.command("gate")
 @click.option("--candidate", required=True, type=click.Path(file_okay=False), help="Candidate model directory.")
 @click.option("--published", type=click.Path(file_okay=False), help="Published model directory (none: first model).")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Both models are scored on this directory's held-out calls, in this run.")
 @click.option("--truth", "truth_csv", type=click.Path(dir_okay=False), help="Truth file instead of DATA/truth.csv.")
 @click.option("--margin", default=GATE_MARGIN, show_default=True,
@@ -272,7 +274,9 @@ def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out,
     if as_json:
         click.echo(json.dumps(verdict))
         return
-    compared = "; ".join(f"{k} {_num(v['candidate'])} vs published {_num(v['published'])}"
+    compared = "; ".join(f"{GATE_FIGURE_NAMES.get(k, k)} {_num(v['candidate'])} vs published {_num(v['published'])}"
+                         + (f", 90 % CI of the difference [{v['low']:+.3f}, {v['high']:+.3f}]" if v.get("low") is not None
+                            else "")
                          for k, v in verdict["compared"].items())
     click.echo(f"accepted: {candidate}" + (f" ({compared}; margin {margin})" if compared else
                                            " (no published model: the absolute bar only)")
