@@ -308,8 +308,15 @@ def quality_problems(c: dict, p: dict | None, margin: float, min_gain: float) ->
     problems, compared = [], {}
     gain = c.get("gain_over_pack", float("nan"))
     if not gain >= min_gain:  # NaN fails too
-        problems.append(f"adds {_fmt(gain)} recall over the pack alone at <= {c['max_fpr']:.1%} FPR on honest "
-                        f"calls; a model must add >= {min_gain} to ship")
+        reason = (f"adds {_fmt(gain)} recall over the pack alone at <= {c['max_fpr']:.1%} FPR on honest "
+                  f"calls; a model must add >= {min_gain} to ship")
+        pack_fpr = c.get("pack_alone", {}).get("fpr")
+        if pack_fpr is not None and pack_fpr > c["max_fpr"]:
+            reason += (f" (the pack and the on-device rules alone already flag {pack_fpr:.2%} of the calls counted "
+                       f"honest, over the {c['max_fpr']:.1%} budget, so no threshold leaves the model any; with "
+                       "release labels as the truth every untagged caller counts as honest: give a truth file "
+                       "that covers them, `model gate --truth` or the build's `eval_truth`)")
+        problems.append(reason)
     if p is not None:
         for key in GATE_METRICS:
             cv, pv = c.get(key), p.get(key)

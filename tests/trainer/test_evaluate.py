@@ -132,6 +132,10 @@ def test_pack_alone_over_budget_leaves_the_model_nothing():
     ev = _events()
     m = evaluate.compute_metrics(ev, _outputs(ev), max_fpr=0.0001)  # the wrong labels alone exceed it
     assert m["warn_risk"] is None and m["gain_over_pack"] == 0.0
+    problems, _ = evaluate.quality_problems(m, None, margin=0.02, min_gain=0.05)
+    assert len(problems) == 1 and "already flag" in problems[0] and "over the 0.0% budget" in problems[0]
+    fine = evaluate.compute_metrics(ev, _outputs(ev, signal=0.0))  # within budget: the plain reason only
+    assert "already flag" not in " ".join(evaluate.quality_problems(fine, None, 0.02, 0.05)[0])
 
 
 def test_absolute_bar_and_regression_reasons():

@@ -204,6 +204,9 @@ def test_gate_refuses_a_model_trained_on_corrupted_labels_with_the_reason(two_mo
         assert "Traceback" not in res.stderr
     assert _snapshot(corrupt) == before
     assert json.loads((out / "metrics.json").read_text())["gate"]["accepted"] is False
+    res = subprocess.run(cli + ["--json"], capture_output=True, text=True, cwd=ROOT)  # refusal: verdict on stdout
+    assert res.returncode == 1 and json.loads(res.stdout)["accepted"] is False, res.stderr[-2000:]
+    assert f"refused {corrupt} (verdict and report in {out})" in res.stderr  # names the candidate, not the copy
     res = subprocess.run(cli[:-1] + [str(good)], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 1 and "was not made by --out" in res.stderr  # never over another model
 

@@ -267,10 +267,17 @@ def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out,
 
     Example: callmark model gate --candidate var/demo/builds/v2/model --published var/demo/builds/v1/model --data var/demo/sim --out var/eval/v2-gate
     """
-    from trainer.evaluate import gate
+    from trainer.evaluate import ReleaseGateError, gate, read_metrics
 
     target = _working_copy(candidate, out)
-    verdict = gate(target, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain)
+    try:
+        verdict = gate(target, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain)
+    except ReleaseGateError as exc:
+        refused = read_metrics(target).get("gate") if Path(target).is_dir() else None
+        if as_json and refused:
+            click.echo(json.dumps(refused))
+        where = "" if str(target) == str(candidate) else f" (verdict and report in {target})"
+        raise ReleaseGateError(str(exc).replace(f"refused {target}:", f"refused {candidate}{where}:", 1)) from None
     if as_json:
         click.echo(json.dumps(verdict))
         return
