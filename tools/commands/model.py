@@ -190,9 +190,11 @@ def _stage_calls(data_dir: str, calls_file: str | None, calls_map: str | None, s
 def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv, out, as_json):
     """Write report.md + PNGs (ROC/PR per class, confusion, calibration, thresholds) and the phone's
     warn threshold into the model dir, or into a copy of it with --out (a build's own report and
-    contract stay as the build left them).
+    contract stay as the build left them). With a build's training folder and the simulation's truth
+    (the example) the calls and figures are the build's own; without --truth, DATA/truth.csv (a
+    build's release labels: untagged callers count as honest).
 
-    Example: callmark model evaluate --model var/demo/builds/v2/model --data var/demo/sim --published var/demo/builds/v1/model --out var/eval/v2
+    Example: callmark model evaluate --model var/demo/builds/v2/model --data var/demo/builds/v2/training --truth var/demo/sim/truth.csv --published var/demo/builds/v1/model --out var/eval/v2
     """
     from trainer.evaluate import evaluate
 
@@ -264,8 +266,9 @@ def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out,
     """Refuse a candidate that breaks the feature contract, adds too little over the pack alone, or
     regresses beyond --margin against the published model on the same calls (exit 1 with every
     reason). The verdict and report are written into the candidate (or its copy at --out) only.
+    The example repeats the demo build's own gate (its calls, the simulation's truth).
 
-    Example: callmark model gate --candidate var/demo/builds/v2/model --published var/demo/builds/v1/model --data var/demo/sim --out var/eval/v2-gate
+    Example: callmark model gate --candidate var/demo/builds/v2/model --published var/demo/builds/v1/model --data var/demo/builds/v2/training --truth var/demo/sim/truth.csv --out var/eval/v2-gate
     """
     from trainer.evaluate import ReleaseGateError, gate, read_metrics
 
