@@ -70,23 +70,35 @@ def read_metrics(model_dir) -> dict:
         return {}
 
 
+def _callers(data_dir, truth_csv, gold: bool, held: bool):
+    """The caller filter of an evaluation: held-out callers (or the others), and with `gold` only
+    the callers the truth file lists."""
+    if not gold:
+        return held_out if held else (lambda number: not held_out(number))
+    listed = set(features.read_truth(truth_csv or Path(data_dir) / "truth.csv"))
+    return lambda number: number in listed and held_out(number) == held
+
+
 def evaluation_events(data_dir, *, truth_csv=None, labels_csv=None, max_events: int = 60_000,
-                      seed: int = 0) -> features.RingEvents:
+                      seed: int = 0, gold: bool = False) -> features.RingEvents:
     """Ringing calls of `data_dir` from held-out callers only (at most `max_events`, reservoir sample).
 
     `truth_csv` overrides `data_dir/truth.csv` (a simulation's ground truth); `labels_csv` is the
-    pack instead of the rolling tag pack. Raises FeatureInputError when no held-out call is left."""
-    ev = features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
-                              seed=seed, caller_filter=held_out)
-    return ev
+    pack instead of the rolling tag pack. `gold`: the truth file is a gold set (numbers audited as
+    harmful or honest, e.g. an operator's confirmed fraud cases and verified subscribers), so only
+    the callers it lists are evaluated; otherwise a caller it does not list counts as honest.
+    Raises FeatureInputError when no held-out call is left."""
+    return features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
+                                seed=seed, caller_filter=_callers(data_dir, truth_csv, gold, held=True))
 
 
 def trained_on_events(data_dir, *, labels_csv=None, truth_csv=None, max_events: int = 60_000,
-                      seed: int = 0) -> features.RingEvents:
+                      seed: int = 0, gold: bool = False) -> features.RingEvents:
     """Ringing calls of `data_dir` from the callers every build may train on (not `held_out`): the
-    calls a phone mostly hears, on which `warn_risk` must keep its promise as well."""
+    calls a phone mostly hears, on which `warn_risk` must keep its promise as well. `gold` as in
+    `evaluation_events`."""
     return features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
-                                seed=seed, caller_filter=lambda number: not held_out(number))
+                                seed=seed, caller_filter=_callers(data_dir, truth_csv, gold, held=False))
 
 
 def phone_flags(ev: features.RingEvents, policy: Policy | None = None) -> np.ndarray:
@@ -314,8 +326,9 @@ def quality_problems(c: dict, p: dict | None, margin: float, min_gain: float) ->
         if pack_fpr is not None and pack_fpr > c["max_fpr"]:
             reason += (f" (the pack and the on-device rules alone already flag {pack_fpr:.2%} of the calls counted "
                        f"honest, over the {c['max_fpr']:.1%} budget, so no threshold leaves the model any; with "
-                       "release labels as the truth every untagged caller counts as honest: give a truth file "
-                       "that covers them, `model gate --truth` or the build's `eval_truth`)")
+                       "release labels as the truth every untagged caller counts as honest: evaluate on a gold set "
+                       "of audited numbers instead, `model gate --truth FILE --gold` or the build's "
+                       "`eval_truth` + `eval_gold`)")
         problems.append(reason)
     if p is not None:
         for key in GATE_METRICS:
@@ -330,7 +343,7 @@ def quality_problems(c: dict, p: dict | None, margin: float, min_gain: float) ->
 def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, labels_csv=None,
            margin: float = GATE_MARGIN, min_gain: float = MIN_GAIN, max_fpr: float = MAX_FPR,
            max_events: int = 60_000, gate: bool = True, release: str | None = None, plots: bool = True,
-           policy: Policy | None = None) -> dict:
+           policy: Policy | None = None, gold: bool = False) -> dict:
     """Evaluate the candidate (and the published model, on the same held-out calls in the same run),
     decide the gate's verdict, and write `metrics.json["evaluation"|"gate"]`, `contract.json
     ["warn_risk"]`, `report.md`, `report.html` and content-addressed plots into the candidate.
@@ -340,10 +353,11 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     cand = Path(candidate_dir)
     pub = Path(published_dir) if published_dir else None
     t0 = time.time()
-    ev = evaluation_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events)
+    ev = evaluation_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events, gold=gold)
     pack_flag = phone_flags(ev, policy)
     try:
-        t_ev = trained_on_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events)
+        t_ev = trained_on_events(data_dir, truth_csv=truth_csv, labels_csv=labels_csv, max_events=max_events,
+                                 gold=gold)
     except features.FeatureInputError:  # every caller held out (a tiny set): the threshold reads them alone
         t_ev = None
     t_flag = phone_flags(t_ev, policy) if t_ev is not None else None
@@ -368,7 +382,7 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
     if p is not None:
         c["versus_published"] = versus_published(ev, out["risk"], score_events(pub, ev)["risk"], max_fpr)
     truth_path = Path(truth_csv) if truth_csv else Path(data_dir) / "truth.csv"
-    c["data"] = {"dir": str(data_dir), "truth": truth_kind(truth_path), "truth_csv": str(truth_path),
+    c["data"] = {"dir": str(data_dir), "truth": truth_kind(truth_path, gold), "truth_csv": str(truth_path),
                  "held_out": f"callers whose number-key hash falls in the first {HOLDOUT_SHARE:.0%}"}
     verdict = None
     if gate:
@@ -419,11 +433,14 @@ def versus_published(ev: features.RingEvents, cand_risk: np.ndarray, pub_risk: n
     return {k: caller_stats.paired_difference(f, callers, reps=reps) for k, f in figures.items()}
 
 
-def truth_kind(truth_csv: Path) -> str:
+def truth_kind(truth_csv: Path, gold: bool = False) -> str:
     """What a truth file holds, for the report: a build's release labels (every row's role is
-    `label`, written by `training_targets`) or ground truth (a simulation's roles)."""
+    `label`, written by `training_targets`) or ground truth (a simulation's roles); with `gold`, a
+    gold set (only the callers it lists are evaluated)."""
     import csv
 
+    if gold:
+        return "gold set (only the callers it lists are evaluated; no unlisted caller counts as honest)"
     try:
         with open(truth_csv, newline="", encoding="utf-8") as f:
             roles = {row.get("role") for row in csv.DictReader(f)}
@@ -449,11 +466,11 @@ def _write_warn_risk(model_dir: Path, warn_risk: float | None) -> None:
 
 
 def evaluate(model_dir, data_dir, *, published_dir=None, labels_csv=None, truth_csv=None,
-             max_events: int = 60_000, max_fpr: float = MAX_FPR, plots: bool = True) -> dict:
+             max_events: int = 60_000, max_fpr: float = MAX_FPR, plots: bool = True, gold: bool = False) -> dict:
     """Report only (no verdict): `assess(..., gate=False)`; returns the candidate's metrics with a
     `published` summary of the published model on the same calls."""
     res = assess(model_dir, data_dir, published_dir=published_dir, labels_csv=labels_csv, truth_csv=truth_csv,
-                 max_events=max_events, max_fpr=max_fpr, gate=False, plots=plots)
+                 max_events=max_events, max_fpr=max_fpr, gate=False, plots=plots, gold=gold)
     m = dict(res["candidate"])
     p = res["published"]
     m["published"] = {"dir": str(published_dir), **{k: p[k] for k in GATE_METRICS + ("risk_auc", "risk_ece", "top1_accuracy")}} \
@@ -462,13 +479,13 @@ def evaluate(model_dir, data_dir, *, published_dir=None, labels_csv=None, truth_
 
 
 def gate(candidate_dir, published_dir=None, margin: float = GATE_MARGIN, data_dir=None, *, truth_csv=None,
-         labels_csv=None, min_gain: float = MIN_GAIN, release: str | None = None) -> dict:
+         labels_csv=None, min_gain: float = MIN_GAIN, release: str | None = None, gold: bool = False) -> dict:
     """`assess` with the verdict enforced: raises ReleaseGateError listing every reason when refused,
     else returns the verdict. `data_dir` is required: both models are scored on its held-out calls."""
     if data_dir is None:
         raise ReleaseGateError("the gate scores both models on the same calls: pass data_dir (`--data`)")
     res = assess(candidate_dir, data_dir, published_dir=published_dir, truth_csv=truth_csv, labels_csv=labels_csv,
-                 margin=margin, min_gain=min_gain, release=release)
+                 margin=margin, min_gain=min_gain, release=release, gold=gold)
     verdict = res["verdict"]
     if not verdict["accepted"]:
         raise ReleaseGateError(f"release gate refused {candidate_dir}: " + "; ".join(verdict["reasons"]))

@@ -61,6 +61,9 @@ class BuildConfig:
     model_labels: dict = field(default_factory=dict)  # ModelLabelConfig overrides
     student_config: dict = field(default_factory=dict)  # StudentConfig overrides
     eval_truth: str | None = None  # ground truth for the evaluation (simulations); default: release labels
+    # eval_truth is a gold set (audited harmful and honest numbers): only the callers it lists are
+    # evaluated, instead of counting every caller it does not list as honest (docs/models.md)
+    eval_gold: bool = False
     min_gain: float = MIN_GAIN  # recall over "pack alone" (same FPR budget) a model must add to ship
     # an unpublished harmful crowd label below this confidence is no training target (neither
     # positive nor negative for the teacher, no class target for the student): its caller's targets
@@ -375,7 +378,7 @@ def gated_evaluation(model_dir: str | None, cfg: BuildConfig, build_dir: Path, s
         return None, None
     from trainer import evaluate
     res = evaluate.assess(model_dir, str(build_dir / "training"), published_dir=cfg.published_model,
-                          truth_csv=cfg.eval_truth, margin=cfg.gate_margin, min_gain=cfg.min_gain,
+                          truth_csv=cfg.eval_truth, gold=cfg.eval_gold, margin=cfg.gate_margin, min_gain=cfg.min_gain,
                           release=build_dir.name)
     verdict = res["verdict"]
     if res["candidate"]:

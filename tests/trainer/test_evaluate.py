@@ -228,3 +228,32 @@ def test_clustered_bound_is_clopper_pearson_for_one_call_per_caller_and_wider_fo
     lumped = clustered_upper_bounds(clusters, base, order, 0.95)
     assert lumped[0] == pytest.approx(singletons[0], rel=1e-3) and (lumped[5:] > singletons[5:]).all()
     assert np.all(np.diff(lumped) > 0)
+
+
+def test_a_gold_set_evaluates_only_the_callers_it_lists(tmp_path):
+    """Without ground truth a build's release labels count every untagged caller as honest; a gold set
+    (audited numbers) is read as a sample instead: callers it does not list are left out, not honest."""
+    import csv
+
+    from tools.simulate import simulate
+
+    sim = tmp_path / "sim"
+    simulate(str(sim), days=3, users=200, seed=1)
+    rows = list(csv.DictReader(open(sim / "truth.csv", newline="")))
+    every = evaluate.evaluation_events(str(sim))
+    held = sorted(set(every.caller))
+    listed = set(held[::2])  # half of the held-out callers, whatever their class
+    others = sorted({r["number"] for r in rows} - set(held))[::3]  # and a third of the other numbers
+    gold = tmp_path / "gold.csv"
+    with open(gold, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["number"] in listed or r["number"] in others)
+    plain = evaluate.evaluation_events(str(sim), truth_csv=str(gold))
+    audited = evaluate.evaluation_events(str(sim), truth_csv=str(gold), gold=True)
+    assert set(plain.caller) == set(held)  # without --gold every held-out caller is scored ...
+    assert not plain.known.all()  # ... and the unlisted ones count as honest
+    assert set(audited.caller) == set(held) & listed and audited.known.all()
+    trained = evaluate.trained_on_events(str(sim), truth_csv=str(gold), gold=True)
+    assert trained.known.all() and set(trained.caller) <= set(others)
+    assert evaluate.truth_kind(gold, gold=True).startswith("gold set")

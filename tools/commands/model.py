@@ -11,6 +11,9 @@ import click
 
 from trainer.evaluate import GATE_MARGIN, MIN_GAIN
 
+GOLD_HELP = ("The truth file is a gold set (audited harmful and honest numbers): evaluate only the callers it "
+             "lists instead of counting every unlisted caller as honest.")
+
 
 def _clean_errors(fn):
     """Turn the library's input errors into one-line CLI errors (no tracebacks)."""
@@ -186,8 +189,9 @@ def _stage_calls(data_dir: str, calls_file: str | None, calls_map: str | None, s
 @click.option("--out", type=click.Path(file_okay=False),
               help="Write into a copy of the model here (replaced on a rerun) instead of the model dir itself.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--gold", is_flag=True, help=GOLD_HELP)
 @_clean_errors
-def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv, out, as_json):
+def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv, out, as_json, gold):
     """Write report.md + PNGs (ROC/PR per class, confusion, calibration, thresholds) and the phone's
     warn threshold into the model dir, or into a copy of it with --out (a build's own report and
     contract stay as the build left them). With a build's training folder and the simulation's truth
@@ -199,7 +203,7 @@ def model_evaluate(model_dir, data_dir, published, labels_csv, truth_csv, out, a
     from trainer.evaluate import evaluate
 
     target = _working_copy(model_dir, out)
-    m = evaluate(target, data_dir, published_dir=published, labels_csv=labels_csv, truth_csv=truth_csv)
+    m = evaluate(target, data_dir, published_dir=published, labels_csv=labels_csv, truth_csv=truth_csv, gold=gold)
     if as_json:
         click.echo(json.dumps({k: m[k] for k in ("events", "risk_auc", "risk_auc_callers", "recall_not_in_pack",
                                                  "gain_over_pack", "risk_ece", "warn_risk", "pack_alone", "pack_plus_model", "published")}))
@@ -261,8 +265,9 @@ def _working_copy(model_dir: str, out: str | None) -> str:
 @click.option("--out", type=click.Path(file_okay=False),
               help="Write the verdict into a copy of the candidate here (replaced on a rerun), not the candidate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.option("--gold", is_flag=True, help=GOLD_HELP)
 @_clean_errors
-def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out, as_json):
+def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out, as_json, gold):
     """Refuse a candidate that breaks the feature contract, adds too little over the pack alone, or
     regresses beyond --margin against the published model on the same calls (exit 1 with every
     reason). The verdict and report are written into the candidate (or its copy at --out) only.
@@ -274,7 +279,7 @@ def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out,
 
     target = _working_copy(candidate, out)
     try:
-        verdict = gate(target, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain)
+        verdict = gate(target, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain, gold=gold)
     except ReleaseGateError as exc:
         refused = read_metrics(target).get("gate") if Path(target).is_dir() else None
         if as_json and refused:
