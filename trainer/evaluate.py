@@ -75,7 +75,12 @@ def _callers(data_dir, truth_csv, gold: bool, held: bool):
     the callers the truth file lists."""
     if not gold:
         return held_out if held else (lambda number: not held_out(number))
-    listed = set(features.read_truth(truth_csv or Path(data_dir) / "truth.csv"))
+    if truth_csv is None:
+        raise features.FeatureInputError("a gold set is a truth file of audited numbers: pass it (--truth FILE "
+                                          "--gold, or eval_truth with eval_gold)")
+    listed = set(features.read_truth(truth_csv))
+    if not listed:
+        raise features.FeatureInputError(f"gold set {truth_csv} lists no number")
     return lambda number: number in listed and held_out(number) == held
 
 
@@ -88,8 +93,23 @@ def evaluation_events(data_dir, *, truth_csv=None, labels_csv=None, max_events: 
     harmful or honest, e.g. an operator's confirmed fraud cases and verified subscribers), so only
     the callers it lists are evaluated; otherwise a caller it does not list counts as honest.
     Raises FeatureInputError when no held-out call is left."""
-    return features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
-                                seed=seed, caller_filter=_callers(data_dir, truth_csv, gold, held=True))
+    keep = _callers(data_dir, truth_csv, gold, held=True)
+    try:
+        ev = features.ring_events(data_dir, labels_csv=labels_csv, truth_csv=truth_csv, max_events=max_events,
+                                  seed=seed, caller_filter=keep)
+    except features.FeatureInputError:
+        if not gold:
+            raise
+        raise features.FeatureInputError(
+            f"gold set {truth_csv} lists none of the callers held out in {Path(data_dir) / 'calls.csv'} (a "
+            f"{HOLDOUT_SHARE:.0%} share of numbers, chosen by a hash of the number key): write its numbers as the "
+            "call records do (e.g. +8613812345678) and list enough of them") from None
+    if gold and not 0 < ev.harmful.sum() < len(ev.harmful):
+        kind = "harmful" if ev.harmful.sum() else "honest"
+        raise features.FeatureInputError(
+            f"gold set {truth_csv}: its {len(set(ev.caller))} held-out callers are all {kind}, so neither "
+            "recall nor false positives can be read; list audited harmful and honest numbers")
+    return ev
 
 
 def trained_on_events(data_dir, *, labels_csv=None, truth_csv=None, max_events: int = 60_000,
@@ -244,7 +264,8 @@ def compute_metrics(ev: features.RingEvents, out: dict, max_fpr: float = MAX_FPR
         thr = max(thr_held_out, thr_trained)
         t_combo = t_flag | (t_runs & (t_out["risk"] >= thr))
         m["trained_on"] = {"events": int(len(t_ev.harmful)), "warn_risk": _finite(thr_trained),
-                           "recall": _rate(t_combo, t_ev.harmful == 1), "fpr": _rate(t_combo, t_ev.harmful == 0)}
+                           "recall": _rate(t_combo, t_ev.harmful == 1), "fpr": _rate(t_combo, t_ev.harmful == 0),
+                           "pack_alone_fpr": _rate(t_flag, t_ev.harmful == 0)}
     combo = pack_flag | (runs & (risk >= thr))
     m["fpr_confidence"] = CONFIDENCE
     m["warn_risk"] = _finite(thr)
@@ -323,18 +344,26 @@ def quality_problems(c: dict, p: dict | None, margin: float, min_gain: float) ->
         reason = (f"adds {_fmt(gain)} recall over the pack alone at <= {c['max_fpr']:.1%} FPR on honest "
                   f"calls; a model must add >= {min_gain} to ship")
         pack_fpr = c.get("pack_alone", {}).get("fpr")
+        trained_fpr = (c.get("trained_on") or {}).get("pack_alone_fpr")
+        which = "calls counted honest"
+        if (pack_fpr is None or pack_fpr <= c["max_fpr"]) and trained_fpr is not None and trained_fpr > c["max_fpr"]:
+            pack_fpr, which = trained_fpr, "trained-on callers' calls counted honest"
         if pack_fpr is not None and pack_fpr > c["max_fpr"]:
-            reason += (f" (the pack and the on-device rules alone already flag {pack_fpr:.2%} of the calls counted "
-                       f"honest, over the {c['max_fpr']:.1%} budget, so no threshold leaves the model any; with "
-                       "release labels as the truth every untagged caller counts as honest: evaluate on a gold set "
-                       "of audited numbers instead, `model gate --truth FILE --gold` or the build's "
-                       "`eval_truth` + `eval_gold`)")
+            reason += (f" (the pack and the on-device rules alone already flag {pack_fpr:.2%} of the {which}, "
+                       f"over the {c['max_fpr']:.1%} budget, so no threshold leaves the model any; with release "
+                       "labels as the truth every untagged caller counts as honest: evaluate on a gold set of "
+                       "audited numbers instead, `model gate --truth FILE --gold` or the build's `eval_truth` + "
+                       "`eval_gold`; in a gold set, give a recycled number's new owner its own row with "
+                       "first_day)")
         problems.append(reason)
     if p is not None:
         for key in GATE_METRICS:
             cv, pv = c.get(key), p.get(key)
             compared[key] = {"candidate": cv, "published": pv, **c.get("versus_published", {}).get(key, {})}
-            if cv is None or np.isnan(cv) or (pv is not None and not np.isnan(pv) and cv < pv - margin):
+            if (cv is None or np.isnan(cv)) and (pv is None or np.isnan(pv)):
+                problems.append(f"{key} cannot be read on these calls (no harmful or no honest calls where it "
+                                "applies): the truth needs both")
+            elif cv is None or np.isnan(cv) or (pv is not None and not np.isnan(pv) and cv < pv - margin):
                 problems.append(f"{key} regressed on the same calls: candidate {_fmt(cv)} < published "
                                 f"{_fmt(pv)} - margin {margin}")
     return problems, compared
@@ -440,7 +469,8 @@ def truth_kind(truth_csv: Path, gold: bool = False) -> str:
     import csv
 
     if gold:
-        return "gold set (only the callers it lists are evaluated; no unlisted caller counts as honest)"
+        return (f"gold set `{truth_csv}` (only the callers it lists are evaluated; no unlisted caller counts "
+                "as honest)")
     try:
         with open(truth_csv, newline="", encoding="utf-8") as f:
             roles = {row.get("role") for row in csv.DictReader(f)}

@@ -127,9 +127,11 @@ def blocks(metrics: dict, files: list[str], release: str | None) -> list[tuple]:
                   "warns at or above it.")]
     t = c.get("trained_on")
     if t:
+        at = ("At it" if c.get("warn_risk") is not None else
+              "No threshold keeps it, so the phone would not run the model; without it")
         out.append(("p", f"It must hold on callers the model trained on too (most callers a phone hears): on "
                          f"{t['events']:,} of their calls the threshold would be {_fmt(t['warn_risk'])}, on the "
-                         f"held-out calls {_fmt(c.get('warn_risk_held_out'))}; the higher one is used. At it, "
+                         f"held-out calls {_fmt(c.get('warn_risk_held_out'))}; the higher one is used. {at}, "
                          f"the trained-on calls have recall {_fmt(t['recall'])} and FPR {_fmt(t['fpr'])}."))
     out += [("h2", "Risk threshold table (all held-out calls)"),
             ("table", ["threshold", "flagged", "recall", "FPR", "precision"],

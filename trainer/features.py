@@ -11,13 +11,14 @@ import json
 import math
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from callmark import categories
 from callmark.categories import HARMFUL_KEYS
+from callmark.errors import UnknownCategoryError
 from callmark.labels import FLAG_MODEL, FLAG_VERIFIED, read_labels
 from callmark.pack import block_start, others_in_block
 from trainer.call_records import FeatureInputError, iter_records, parse_ts  # noqa: F401  (re-exported)
@@ -214,11 +215,35 @@ def read_truth(truth_csv) -> dict[str, list[tuple[int, str, int]]]:
     if not path.is_file():
         raise FeatureInputError(f"truth file {path} not found")
     with path.open(newline="") as fh:
-        for r in csv.DictReader(fh):
-            out.setdefault(r["number"], []).append((int(r.get("first_day") or 0), r["category"], int(r["harmful"])))
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("number", "category", "harmful") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise FeatureInputError(f"truth file {path} lacks the column(s) {', '.join(missing)}; it needs "
+                                    f"number,category,harmful (first_day optional), it has {reader.fieldnames}")
+        for line, r in enumerate(reader, start=2):
+            number, entry = _truth_row(path, line, r)
+            out.setdefault(number, []).append(entry)
     for v in out.values():
         v.sort()
     return out
+
+
+def _truth_row(path: Path, line: int, r: dict) -> tuple[str, tuple[int, str, int]]:
+    """One truth.csv row -> (number, (first_day, category key, harmful)); FeatureInputError naming
+    the file, line and fix for a bad value."""
+    number = (r.get("number") or "").strip()
+    if not number:
+        raise FeatureInputError(f"{path} line {line}: empty number; write it as in the call records (e.g. +86…)")
+    harmful, first_day = (r.get("harmful") or "").strip(), (r.get("first_day") or "0").strip()
+    if harmful not in ("0", "1"):
+        raise FeatureInputError(f"{path} line {line}: harmful must be 1 or 0, got {harmful!r}")
+    if not first_day.lstrip("-").isdigit():
+        raise FeatureInputError(f"{path} line {line}: first_day must be a day number, got {first_day!r}")
+    try:
+        category = categories.by_key(r.get("category") or "").key
+    except UnknownCategoryError as exc:
+        raise FeatureInputError(f"{path} line {line}: {exc}") from None
+    return number, (int(first_day), category, int(harmful))
 
 
 def truth_at(entries: list[tuple[int, str, int]], day: int) -> tuple[str, int]:

@@ -72,6 +72,12 @@ class BuildConfig:
     engine: str = "numpy"  # numpy | spark: engine of the consensus and call-feature stages
     spark_master: str | None = None  # Spark master for engine=spark (default local[*])
 
+    def __post_init__(self):
+        if not isinstance(self.eval_gold, bool):
+            raise BuildError(f"eval_gold must be true or false, not {self.eval_gold!r}")
+        if self.eval_gold and not self.eval_truth:
+            raise BuildError("eval_gold needs eval_truth: the gold set's truth file (number,category,harmful)")
+
     @classmethod
     def from_dict(cls, d: dict, **given) -> "BuildConfig":
         """A BuildConfig from a JSON object (`callmark build --config FILE`), then `given` on top.

@@ -134,6 +134,9 @@ def test_pack_alone_over_budget_leaves_the_model_nothing():
     assert m["warn_risk"] is None and m["gain_over_pack"] == 0.0
     problems, _ = evaluate.quality_problems(m, None, margin=0.02, min_gain=0.05)
     assert len(problems) == 1 and "already flag" in problems[0] and "over the 0.0% budget" in problems[0]
+    trained = dict(m, pack_alone=dict(m["pack_alone"], fpr=0.0), trained_on={"pack_alone_fpr": 0.02})
+    problems, _ = evaluate.quality_problems(trained, None, margin=0.02, min_gain=0.05)
+    assert "already flag 2.00% of the trained-on callers' calls counted honest" in problems[0]
     fine = evaluate.compute_metrics(ev, _outputs(ev, signal=0.0))  # within budget: the plain reason only
     assert "already flag" not in " ".join(evaluate.quality_problems(fine, None, 0.02, 0.05)[0])
 
@@ -257,3 +260,59 @@ def test_a_gold_set_evaluates_only_the_callers_it_lists(tmp_path):
     trained = evaluate.trained_on_events(str(sim), truth_csv=str(gold), gold=True)
     assert trained.known.all() and set(trained.caller) <= set(others)
     assert evaluate.truth_kind(gold, gold=True).startswith("gold set")
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("number,category\n+8613800000001,fraud\n", "lacks the column(s) harmful"),
+    ("number,category,harmful\n+8613800000001,fraud,yes\n", "line 2: harmful must be 1 or 0, got 'yes'"),
+    ("number,category,harmful\n+8613800000001,scam,1\n", "line 2: unknown category 'scam'"),
+    ("number,category,harmful\n,fraud,1\n", "line 2: empty number"),
+    ("number,category,harmful,first_day\n+8613800000001,fraud,1,monday\n", "first_day must be a day number"),
+])
+def test_a_bad_truth_row_is_named_with_its_line_and_fix(tmp_path, rows, message):
+    from trainer.features import FeatureInputError, read_truth
+
+    path = tmp_path / "gold.csv"
+    path.write_text(rows)
+    with pytest.raises(FeatureInputError, match=re.escape(message)):
+        read_truth(path)
+
+
+def test_a_gold_set_that_cannot_measure_says_why(tmp_path):
+    import csv
+
+    from tools.simulate import simulate
+    from trainer.features import FeatureInputError
+    from trainer.pipeline import BuildConfig, BuildError
+
+    sim = tmp_path / "sim"
+    simulate(str(sim), days=3, users=200, seed=1)
+    rows = list(csv.DictReader(open(sim / "truth.csv", newline="")))
+    held = set(evaluate.evaluation_events(str(sim)).caller)
+
+    def gold(keep):
+        path = tmp_path / "gold.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["number", "category", "harmful"])
+            w.writeheader()
+            w.writerows({k: r[k] for k in w.fieldnames} for r in rows if keep(r))
+        return str(path)
+    with pytest.raises(FeatureInputError, match="lists none of the callers held out"):
+        evaluate.evaluation_events(str(sim), truth_csv=gold(lambda r: r["number"] not in held), gold=True)
+    with pytest.raises(FeatureInputError, match="are all harmful"):
+        evaluate.evaluation_events(str(sim), truth_csv=gold(lambda r: r["harmful"] == "1"), gold=True)
+    with pytest.raises(FeatureInputError, match="pass it"):
+        evaluate.evaluation_events(str(sim), gold=True)  # --gold without a truth file
+    with pytest.raises(BuildError, match="eval_gold needs eval_truth"):
+        BuildConfig.from_dict({"eval_gold": True})
+    with pytest.raises(BuildError, match="true or false"):
+        BuildConfig.from_dict({"eval_truth": "gold.csv", "eval_gold": "false"})
+
+
+def test_a_figure_neither_model_can_show_is_refused_with_that_reason():
+    ev = _events()
+    m = evaluate.compute_metrics(ev, _outputs(ev, signal=4.0))
+    blind = dict(m, recall_not_in_pack=float("nan"))
+    problems, _ = evaluate.quality_problems(blind, blind, margin=0.02, min_gain=0.0)
+    assert problems == ["recall_not_in_pack cannot be read on these calls (no harmful or no honest calls where "
+                        "it applies): the truth needs both"]

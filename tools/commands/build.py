@@ -34,7 +34,8 @@ import click
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSON object of build fields and consensus / pack / model-label fields, flat (the same "
                    "file `callmark consensus --config` takes) or nested ({\"consensus\": {...}}); options "
-                   "given on the command line win.")
+                   "given on the command line win. Evaluate the model on a gold set of audited numbers with "
+                   "{\"eval_truth\": \"gold.csv\", \"eval_gold\": true} (docs/models.md).")
 def command(tags, data_dir, calls, calls_map, verified, appeals, recycled, as_of, out, version, region, regions,
             published_model, no_student, engine, spark_master, config_file):
     """Build a release: consensus → teacher → student → packs → deltas → evaluation.

@@ -11,8 +11,9 @@ import click
 
 from trainer.evaluate import GATE_MARGIN, MIN_GAIN
 
-GOLD_HELP = ("The truth file is a gold set (audited harmful and honest numbers): evaluate only the callers it "
-             "lists instead of counting every unlisted caller as honest.")
+GOLD_HELP = ("The --truth file is a gold set (audited harmful and honest numbers; columns number,category,"
+             "harmful, and first_day for a recycled number's new owner): evaluate only the callers it lists "
+             "instead of counting every unlisted caller as honest.")
 
 
 def _clean_errors(fn):
@@ -182,7 +183,8 @@ def _stage_calls(data_dir: str, calls_file: str | None, calls_map: str | None, s
 
 @model_group.command("evaluate")
 @click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Simulator output directory.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Calls to score: calls.csv (+ truth.csv, tags.jsonl, verified.csv), e.g. a build's training/.")
 @click.option("--published", type=click.Path(file_okay=False), help="Published model directory to compare against.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False), help="Consensus LABELS.csv used as the pack.")
 @click.option("--truth", "truth_csv", type=click.Path(dir_okay=False), help="Truth file instead of DATA/truth.csv.")
