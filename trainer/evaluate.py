@@ -47,6 +47,7 @@ from callmark.numbers import normalize
 from callmark.rules import CallFacts, Policy, evaluate_rules, is_flagged, label_action
 from trainer import caller_stats, evaluate_report, features, fpr_bound
 from trainer.evaluate_report import TARGETS  # noqa: F401  (the report's goals; re-exported)
+from trainer.evaluate_report import truth_kind
 from trainer.holdout import HOLDOUT_SHARE, held_out
 from trainer.model.convert import artefact_problems
 
@@ -406,10 +407,10 @@ def assess(candidate_dir, data_dir, *, published_dir=None, truth_csv=None, label
         (cand / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return {"candidate": None, "published": None, "verdict": verdict}
     c = compute_metrics(ev, out, max_fpr, policy, pack_flag, trained_on=on_trained(cand))
-    p = compute_metrics(ev, score_events(pub, ev), max_fpr, policy, pack_flag, trained_on=on_trained(pub)) \
-        if pub else None
-    if p is not None:
-        c["versus_published"] = versus_published(ev, out["risk"], score_events(pub, ev)["risk"], max_fpr)
+    pub_out = score_events(pub, ev) if pub else None
+    p = compute_metrics(ev, pub_out, max_fpr, policy, pack_flag, trained_on=on_trained(pub)) if pub else None
+    if pub_out is not None:
+        c["versus_published"] = versus_published(ev, out["risk"], pub_out["risk"], max_fpr)
     truth_path = Path(truth_csv) if truth_csv else Path(data_dir) / "truth.csv"
     c["data"] = {"dir": str(data_dir), "truth": truth_kind(truth_path, gold), "truth_csv": str(truth_path),
                  "held_out": f"callers whose number-key hash falls in the first {HOLDOUT_SHARE:.0%}"}
@@ -460,25 +461,6 @@ def versus_published(ev: features.RingEvents, cand_risk: np.ndarray, pub_risk: n
                "risk_auc": lambda idx, cl: auc(idx, cl, False),
                "recall_not_in_pack": recall}
     return {k: caller_stats.paired_difference(f, callers, reps=reps) for k, f in figures.items()}
-
-
-def truth_kind(truth_csv: Path, gold: bool = False) -> str:
-    """What a truth file holds, for the report: a build's release labels (every row's role is
-    `label`, written by `training_targets`) or ground truth (a simulation's roles); with `gold`, a
-    gold set (only the callers it lists are evaluated)."""
-    import csv
-
-    if gold:
-        return (f"gold set `{truth_csv}` (only the callers it lists are evaluated; no unlisted caller counts "
-                "as honest)")
-    try:
-        with open(truth_csv, newline="", encoding="utf-8") as f:
-            roles = {row.get("role") for row in csv.DictReader(f)}
-    except OSError:
-        return "unknown (no truth file)"
-    if roles <= {"label"}:
-        return "release labels (callers nobody tagged count as honest)"
-    return "ground truth"
 
 
 def _write_warn_risk(model_dir: Path, warn_risk: float | None) -> None:

@@ -27,6 +27,25 @@ TARGETS = {  # the goals the report shows beside each figure (issue 14, docs/mod
 _HASHED = re.compile(r"^[0-9a-f]{16}-(" + "|".join(re.escape(n) for n in PLOT_NAMES) + r")$")
 
 
+def truth_kind(truth_csv: Path, gold: bool = False) -> str:
+    """What a truth file holds, for the report: a build's release labels (every row's role is
+    `label`, written by `training_targets`) or ground truth (a simulation's roles); with `gold`, a
+    gold set (only the callers it lists are evaluated)."""
+    import csv
+
+    if gold:
+        return (f"gold set `{truth_csv}` (only the callers it lists are evaluated; no unlisted caller counts "
+                "as honest)")
+    try:
+        with open(truth_csv, newline="", encoding="utf-8") as f:
+            roles = {row.get("role") for row in csv.DictReader(f)}
+    except OSError:
+        return "unknown (no truth file)"
+    if roles <= {"label"}:
+        return "release labels (callers nobody tagged count as honest)"
+    return "ground truth"
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "n/a"
