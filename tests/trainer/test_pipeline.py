@@ -157,3 +157,22 @@ def test_weak_labels_are_no_class_targets_of_the_student(tmp_path):
     d = training_dir(BuildConfig(calls=str(calls)), labels, NoEvents(), {"verified": {}}, tmp_path)
     numbers = [r["number"] for r in csv.DictReader(open(d / "truth.csv"))]
     assert numbers == ["+8613800000001", "+8613800000003", "+8613800000004"]
+
+
+def test_a_build_evaluates_on_its_gold_set_when_told(tmp_path, monkeypatch):
+    """`eval_truth` + `eval_gold` in a build config reach the one evaluation: the gate reads only the
+    callers the gold set lists (trainer.evaluate.evaluation_events tests what `gold` does)."""
+    from trainer import evaluate, pipeline
+
+    seen = {}
+
+    def assess(model_dir, data_dir, **kw):
+        seen.update(kw)
+        return {"candidate": None, "published": None, "verdict": {"accepted": False, "reasons": ["x"]}}
+    monkeypatch.setattr(evaluate, "assess", assess)
+    cfg = BuildConfig.from_dict({"eval_truth": str(tmp_path / "gold.csv"), "eval_gold": True})
+    model, _ = pipeline.gated_evaluation(str(tmp_path / "model"), cfg, tmp_path, {}, echo=lambda *_: None)
+    assert model is None and seen["gold"] is True and seen["truth_csv"] == str(tmp_path / "gold.csv")
+    seen.clear()
+    pipeline.gated_evaluation(str(tmp_path / "model"), BuildConfig(), tmp_path, {}, echo=lambda *_: None)
+    assert seen["gold"] is False and seen["truth_csv"] is None  # production default: release labels
