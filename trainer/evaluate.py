@@ -56,12 +56,18 @@ CONFIDENCE = 0.95  # one-sided level of the upper bound on honest calls flagged 
 MIN_GAIN = 0.05  # recall pack + model must add over pack alone (same FPR budget) to ship at all
 GATE_MARGIN = 0.02  # how much worse than the published model a candidate may be on GATE_METRICS
 GATE_METRICS = ("risk_auc_callers", "recall_not_in_pack", "pack_plus_model_recall")
+GATE_METRIC_NAMES = {"risk_auc_callers": "risk AUC per caller", "recall_not_in_pack": "recall not in pack",
+                     "pack_plus_model_recall": "pack + model recall"}  # in sentences
 BOOTSTRAP_REPS = 200  # caller-clustered paired bootstrap replicates behind each compared difference
 
 
 class ReleaseGateError(RuntimeError):
     """A candidate model that breaks the feature contract, adds too little, or is worse than the
-    published one; the message lists every reason."""
+    published one; the message lists every reason, `verdict` holds the refused verdict (if any)."""
+
+    def __init__(self, message: str, verdict: dict | None = None):
+        super().__init__(message)
+        self.verdict = verdict
 
 
 def read_metrics(model_dir) -> dict:
@@ -202,7 +208,7 @@ def phone_threshold(y: np.ndarray, risk: np.ndarray, model_runs: np.ndarray, pac
     reachable = np.r_[True, cand[:-1] > cand[1:], True]
     reachable[budget + 1:] = False
     if callers is not None and confidence is not None:
-        ids = np.unique(np.asarray(callers, dtype=object)[honest], return_inverse=True)[1]
+        ids = caller_stats.caller_groups(np.asarray(callers)[honest])[0]
         pos = np.full(len(y), -1)
         pos[np.flatnonzero(honest)] = np.arange(int(honest.sum()))
         bounds = fpr_bound.clustered_upper_bounds(ids, (pack_flag & honest)[honest], pos[order], confidence)
@@ -500,7 +506,7 @@ def gate(candidate_dir, published_dir=None, margin: float = GATE_MARGIN, data_di
                  margin=margin, min_gain=min_gain, release=release, gold=gold)
     verdict = res["verdict"]
     if not verdict["accepted"]:
-        raise ReleaseGateError(f"release gate refused {candidate_dir}: " + "; ".join(verdict["reasons"]))
+        raise ReleaseGateError(f"release gate refused {candidate_dir}: " + "; ".join(verdict["reasons"]), verdict)
     return verdict
 
 

@@ -230,8 +230,6 @@ def _figures(m: dict) -> str:
             f"recall over the pack alone, risk ECE {_num(m.get('risk_ece'))}, warn_risk {_num(m.get('warn_risk'))}")
 
 
-GATE_FIGURE_NAMES = {"risk_auc_callers": "risk AUC per caller", "recall_not_in_pack": "recall not in pack",
-                     "pack_plus_model_recall": "pack + model recall"}
 EVALUATION_COPY = ".callmark-evaluation-copy"  # marks a directory `--out` made (safe to replace)
 
 
@@ -277,21 +275,23 @@ def model_gate(candidate, published, data_dir, truth_csv, margin, min_gain, out,
 
     Example: callmark model gate --candidate var/demo/builds/v2/model --published var/demo/builds/v1/model --data var/demo/builds/v2/training --truth var/demo/sim/truth.csv --out var/eval/v2-gate
     """
-    from trainer.evaluate import ReleaseGateError, gate, read_metrics
+    from trainer.evaluate import GATE_METRIC_NAMES, ReleaseGateError, gate
 
     target = _working_copy(candidate, out)
     try:
         verdict = gate(target, published, margin, data_dir, truth_csv=truth_csv, min_gain=min_gain, gold=gold)
     except ReleaseGateError as exc:
-        refused = read_metrics(target).get("gate") if Path(target).is_dir() else None
-        if as_json and refused:
-            click.echo(json.dumps(refused))
+        if exc.verdict is None:
+            raise
+        if as_json:
+            click.echo(json.dumps(exc.verdict))
         where = "" if str(target) == str(candidate) else f" (verdict and report in {target})"
-        raise ReleaseGateError(str(exc).replace(f"refused {target}:", f"refused {candidate}{where}:", 1)) from None
+        raise ReleaseGateError(f"release gate refused {candidate}{where}: " + "; ".join(exc.verdict["reasons"]),
+                               exc.verdict) from None
     if as_json:
         click.echo(json.dumps(verdict))
         return
-    compared = "; ".join(f"{GATE_FIGURE_NAMES.get(k, k)} {_num(v['candidate'])} vs published {_num(v['published'])}"
+    compared = "; ".join(f"{GATE_METRIC_NAMES.get(k, k)} {_num(v['candidate'])} vs published {_num(v['published'])}"
                          + (f", 90 % CI of the difference [{v['low']:+.3f}, {v['high']:+.3f}]" if v.get("low") is not None
                             else "")
                          for k, v in verdict["compared"].items())
